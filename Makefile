@@ -1,0 +1,31 @@
+# The two commands of the README: `make demo` and `make test`. Both build the environment first.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+TORCH_PIN ?= torch==2.13.0
+DEMO_OUT ?= demo_out
+STAMP := $(VENV)/.radfuse-installed
+
+.PHONY: env demo test test-slow bench clean
+
+env: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip wheel setuptools
+	# torch first, pinned: an unpinned torch would pull several GB of CUDA wheels on a CPU-only machine.
+	$(BIN)/pip install -q "$(TORCH_PIN)"
+	$(BIN)/pip install -q -e ".[test]"
+	touch $(STAMP)
+
+demo: env
+	$(BIN)/python -m radfuse.demo out_dir=$(DEMO_OUT)
+
+test: env
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --timeout 900
+
+test-slow: env
+	$(BIN)/python -m pytest -q -m slow --timeout 1800
+
+clean:
+	rm -rf $(VENV) $(DEMO_OUT) outputs multirun

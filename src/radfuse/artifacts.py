@@ -1,0 +1,149 @@
+"""One place for every artefact's path, and atomic writers for all of them.
+
+Every stage writes through these helpers so that an interrupted run never leaves a half-written file: the data
+go to a temporary file in the same folder, which is then renamed over the target (rename is atomic on POSIX).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.metadata
+import json
+import os
+import platform
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+import pandas as pd
+
+# ---------------------------------------------------------------------------------------------- layout
+SPLITS_FILE = "splits.json"
+CACHE_DIR = "cache"
+
+
+def splits_path(out: str | Path) -> Path:
+    return Path(out) / SPLITS_FILE
+
+
+def cache_dir(out: str | Path) -> Path:
+    return Path(out) / CACHE_DIR
+
+
+def train_dir(out: str | Path, run: str) -> Path:
+    """`<out>/train/<run>/{best.ckpt, last.ckpt, config.yaml, metrics.json}`."""
+    return Path(out) / "train" / run
+
+
+def extract_dir(out: str | Path, run: str) -> Path:
+    """`<out>/extract/<run>/{deep_<layer>.parquet, radiomics.parquet, icc.parquet, failures.csv, config.yaml}`."""
+    return Path(out) / "extract" / run
+
+
+def fuse_dir(out: str | Path, run: str) -> Path:
+    """`<out>/fuse/<run>/{model.joblib, predictions.parquet, metrics.json, delong.csv, report.html, figures/}`."""
+    return Path(out) / "fuse" / run
+
+
+def deep_table_name(layer: str) -> str:
+    return f"deep_{layer}.parquet"
+
+
+RADIOMICS_TABLE = "radiomics.parquet"
+RADIOMICS_DIAGNOSTICS_TABLE = "radiomics_diagnostics.parquet"
+ICC_TABLE = "icc.parquet"
+FAILURES_TABLE = "failures.csv"
+PREDICTIONS_TABLE = "predictions.parquet"
+MODEL_FILE = "model.joblib"
+METRICS_FILE = "metrics.json"
+CONFIG_FILE = "config.yaml"
+PROVENANCE_FILE = "provenance.json"
+
+DEEP_PREFIX = "deep__"
+RAD_PREFIX = "rad__"
+KEY_COLUMN = "case_id"
+
+
+# ---------------------------------------------------------------------------------------------- atomic IO
+@contextlib.contextmanager
+def atomic_path(target: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside `target`; on success rename it onto `target`, on failure delete it."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, target)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def write_text(target: str | Path, text: str) -> Path:
+    with atomic_path(target) as tmp:
+        tmp.write_text(text)
+    return Path(target)
+
+
+def write_json(target: str | Path, obj: Any) -> Path:
+    return write_text(target, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+
+
+def write_parquet(target: str | Path, frame: pd.DataFrame) -> Path:
+    with atomic_path(target) as tmp:
+        frame.to_parquet(tmp, index=False)
+    return Path(target)
+
+
+def write_csv(target: str | Path, frame: pd.DataFrame) -> Path:
+    with atomic_path(target) as tmp:
+        frame.to_csv(tmp, index=False)
+    return Path(target)
+
+
+def _json_default(obj: Any) -> Any:
+    if hasattr(obj, "item"):  # numpy scalars
+        return obj.item()
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"cannot serialise {type(obj).__name__} to JSON")
+
+
+# ---------------------------------------------------------------------------------------------- provenance
+PROVENANCE_PACKAGES = (
+    "radfuse", "torch", "lightning", "monai", "hydra-core", "SimpleITK", "pyradiomics-bhklab", "numpy",
+    "scikit-learn", "lightgbm", "xgboost-cpu", "xgboost", "shap", "pandas", "scipy",
+)
+
+
+def package_versions(names: tuple[str, ...] = PROVENANCE_PACKAGES) -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in names:
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            versions[name] = importlib.metadata.version(name)
+    return versions
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Content hash of a file, or of every file of a folder (a DICOM series) in name order."""
+    path = Path(path)
+    digest = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for f in files:
+        if path.is_dir():
+            digest.update(str(f.relative_to(path)).encode())
+        with open(f, "rb") as handle:
+            while block := handle.read(chunk):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def write_provenance(folder: str | Path, inputs: dict[str, str | Path] | None = None) -> Path:
+    """`provenance.json`: package versions and content hashes of the inputs that produced a folder."""
+    hashes = {name: file_sha256(p) for name, p in (inputs or {}).items() if Path(p).exists()}
+    return write_json(Path(folder) / PROVENANCE_FILE, {"versions": package_versions(), "inputs": hashes})

@@ -1,0 +1,1 @@
+"""radfuse.stages"""
