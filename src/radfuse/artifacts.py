@@ -147,3 +147,17 @@ def write_provenance(folder: str | Path, inputs: dict[str, str | Path] | None = 
     """`provenance.json`: package versions and content hashes of the inputs that produced a folder."""
     hashes = {name: file_sha256(p) for name, p in (inputs or {}).items() if Path(p).exists()}
     return write_json(Path(folder) / PROVENANCE_FILE, {"versions": package_versions(), "inputs": hashes})
+
+
+# ---------------------------------------------------------------------------------------------- predictions
+# predictions.parquet (fuse writes, evaluate reads), one row per (ROI, feature_set, model, split):
+#   case_id, patient_id, cohort, site, label (class name as str), pred (class name as str),
+#   prob__<class> for every class in the configured class order, feature_set (rad|deep|fused|fused+clinical|...),
+#   model (classifier name), split: "oof" = out-of-fold on the train cohort, "refit" = the model refit on all
+#   training data applied to a cohort (train rows under "refit" are apparent performance).
+PROB_PREFIX = "prob__"
+PREDICTION_COLUMNS = ("case_id", "patient_id", "cohort", "site", "label", "pred", "feature_set", "model", "split")
+
+
+def prob_columns(classes: list[str] | tuple[str, ...]) -> list[str]:
+    return [f"{PROB_PREFIX}{c}" for c in classes]
