@@ -1,0 +1,111 @@
+"""PyRadiomics on one ROI, and the cached per-ROI task that the parallel runner hands to its workers.
+
+`extract_roi` is PyRadiomics' `execute` with three additions: a value-preserving crop to the ROI first
+(`roi_crop`), features and diagnostics split apart, and a loud error when a configured image type or feature
+class yields nothing for the ROI (PyRadiomics skips a filter for a too-small image with a log line only).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import SimpleITK as sitk
+
+from radfuse.extract._compat import install_scipy_compat
+from radfuse.extract.params import image_types, missing_outputs, split_result
+from radfuse.extract.roi_cache import RoiCache
+from radfuse.extract.roi_crop import crop_to_roi
+
+
+class RoiError(RuntimeError):
+    """This ROI cannot give a complete feature vector (empty, too small for a filter, unreadable)."""
+
+
+@dataclass(frozen=True)
+class RoiTask:
+    """One unit of work: the features of one ROI (`mask` label `label` on `image`) under one params set."""
+
+    case_id: str
+    image: str
+    mask: str
+    label: int
+    key: str
+    reader: str = "mask"  # which manifest column the mask came from (mask / mask2)
+
+
+@dataclass(frozen=True)
+class RoiOutcome:
+    """What a worker reports back: small, so memory stays flat however many ROIs run."""
+
+    case_id: str
+    key: str
+    reader: str
+    status: str  # computed | cached | failed
+    reason: str = ""
+    seconds: float = 0.0
+
+
+def extract_roi(image: str | Path | sitk.Image, mask: str | Path | sitk.Image, label: int,
+                params: Mapping[str, Any], crop: bool = True) -> tuple[dict[str, float], dict[str, str]]:
+    """Features ({`original_glcm_Contrast`: value}) and diagnostics of one ROI; RoiError if incomplete."""
+    image_node = _read_image(str(image)) if not isinstance(image, sitk.Image) else image
+    mask_node = _read_image(str(mask)) if not isinstance(mask, sitk.Image) else mask
+    how = "off"
+    if crop:
+        settings = dict(params.get("setting") or {})
+        image_node, mask_node, how = crop_to_roi(image_node, mask_node, int(label), settings, image_types(params))
+    try:
+        result = _extractor(json.dumps(params, sort_keys=True)).execute(image_node, mask_node, label=int(label))
+    except (ValueError, RuntimeError, AssertionError) as error:
+        raise RoiError(f"PyRadiomics rejected the ROI: {error}") from error
+    features, diagnostics = split_result(result)
+    missing = missing_outputs(params, list(features))
+    if missing:
+        raise RoiError(f"no features for {', '.join(missing)} (ROI too small for the filter or its settings)")
+    diagnostics["diagnostics_radfuse_crop"] = how
+    return features, diagnostics
+
+
+@functools.lru_cache(maxsize=4)
+def _extractor(params_json: str):  # noqa: ANN202 - radiomics has no type hints
+    import radiomics
+    from radiomics.featureextractor import RadiomicsFeatureExtractor
+
+    # PyRadiomics logs every filter at INFO and some notes at WARNING; radfuse reports per ROI instead.
+    radiomics.setVerbosity(logging.ERROR)
+    install_scipy_compat()
+    return RadiomicsFeatureExtractor(json.loads(params_json))
+
+
+@functools.lru_cache(maxsize=2)
+def _read_image(path: str) -> sitk.Image:
+    # Several ROIs of one scan usually reach the same worker in a row: read the scan once for them.
+    try:
+        return sitk.ReadImage(path)
+    except RuntimeError as error:
+        raise RoiError(f"cannot read {path}: {str(error).strip().splitlines()[-1]}") from error
+
+
+def run_roi_task(task: RoiTask, params: Mapping[str, Any], cache_root: str, crop: bool = True,
+                 retry_failed: bool = False) -> RoiOutcome:
+    """Worker entry: reuse the cached result, or extract and cache it (failures too, with their reason)."""
+    cache = RoiCache(cache_root)
+    if cache.has(task.key):
+        record = cache.get(task.key)
+        if "error" not in record or not retry_failed:
+            return RoiOutcome(task.case_id, task.key, task.reader, "cached" if "error" not in record else "failed",
+                              record.get("error", ""))
+    start = time.perf_counter()
+    try:
+        features, diagnostics = extract_roi(task.image, task.mask, task.label, params, crop=crop)
+    except RoiError as error:
+        cache.put(task.key, {"error": str(error)})
+        return RoiOutcome(task.case_id, task.key, task.reader, "failed", str(error), time.perf_counter() - start)
+    cache.put(task.key, {"features": features, "diagnostics": diagnostics})
+    return RoiOutcome(task.case_id, task.key, task.reader, "computed", "", time.perf_counter() - start)

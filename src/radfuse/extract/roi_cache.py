@@ -1,0 +1,52 @@
+"""Per-ROI on-disk result cache: a killed run resumes where it stopped, an unchanged rerun does no work.
+
+One JSON file per ROI result (features, diagnostics, or the failure reason), written atomically, named by a key
+that hashes everything the values depend on: image content, mask content, label, params (+ radfuse options that
+change values) and the PyRadiomics version. Floats round-trip exactly through JSON (shortest repr).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from radfuse.artifacts import file_sha256, write_text
+
+
+def roi_key(image_hash: str, mask_hash: str, label: int, params_hash: str, pyradiomics_version: str) -> str:
+    blob = json.dumps([image_hash, mask_hash, int(label), params_hash, pyradiomics_version])
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+class ContentHashes:
+    """Content hash per file, computed once per run (a scan shared by many ROIs is read once)."""
+
+    def __init__(self) -> None:
+        self._known: dict[str, str] = {}
+
+    def __call__(self, path: str | Path) -> str:
+        path = str(path)
+        if path not in self._known:
+            self._known[path] = file_sha256(path)
+        return self._known[path]
+
+
+class RoiCache:
+    """`<root>/<key[:2]>/<key>.json` holding {"features": {...}, "diagnostics": {...}} or {"error": reason}."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    def path(self, key: str) -> Path:
+        return self.root / key[:2] / f"{key}.json"
+
+    def has(self, key: str) -> bool:
+        return self.path(key).is_file()
+
+    def get(self, key: str) -> dict[str, Any]:
+        return json.loads(self.path(key).read_text())
+
+    def put(self, key: str, record: dict[str, Any]) -> None:
+        write_text(self.path(key), json.dumps(record))
