@@ -34,7 +34,7 @@ class RoiTask:
     case_id: str
     image: str
     mask: str
-    label: int
+    label: int | None
     key: str
     reader: str = "mask"  # which manifest column the mask came from (mask / mask2)
 
@@ -51,11 +51,15 @@ class RoiOutcome:
     seconds: float = 0.0
 
 
-def extract_roi(image: str | Path | sitk.Image, mask: str | Path | sitk.Image, label: int,
+def extract_roi(image: str | Path | sitk.Image, mask: str | Path | sitk.Image, label: int | None,
                 params: Mapping[str, Any], crop: bool = True) -> tuple[dict[str, float], dict[str, str]]:
-    """Features ({`original_glcm_Contrast`: value}) and diagnostics of one ROI; RoiError if incomplete."""
+    """Features ({`original_glcm_Contrast`: value}) and diagnostics of one ROI; RoiError if incomplete.
+
+    `label` None means the mask's only label (as the manifest allows without `mask_label`).
+    """
     image_node = _read_image(str(image)) if not isinstance(image, sitk.Image) else image
     mask_node = _read_image(str(mask)) if not isinstance(mask, sitk.Image) else mask
+    label = _only_label(mask_node, mask) if label is None else int(label)
     how = "off"
     if crop:
         settings = dict(params.get("setting") or {})
@@ -70,6 +74,16 @@ def extract_roi(image: str | Path | sitk.Image, mask: str | Path | sitk.Image, l
         raise RoiError(f"no features for {', '.join(missing)} (ROI too small for the filter or its settings)")
     diagnostics["diagnostics_radfuse_crop"] = how
     return features, diagnostics
+
+
+def _only_label(mask: sitk.Image, source: object) -> int:
+    stats = sitk.LabelShapeStatisticsImageFilter()
+    stats.Execute(sitk.Cast(mask, sitk.sitkUInt32))
+    labels = list(stats.GetLabels())
+    if len(labels) != 1:
+        raise RoiError(f"mask {source} holds labels {labels}: give this ROI's label in the manifest's mask_label"
+                       if labels else f"mask {source} is empty: segment the ROI or drop the row")
+    return int(labels[0])
 
 
 @functools.lru_cache(maxsize=4)

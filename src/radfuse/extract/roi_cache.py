@@ -15,8 +15,8 @@ from typing import Any
 from radfuse.artifacts import file_sha256, write_text
 
 
-def roi_key(image_hash: str, mask_hash: str, label: int, params_hash: str, pyradiomics_version: str) -> str:
-    blob = json.dumps([image_hash, mask_hash, int(label), params_hash, pyradiomics_version])
+def roi_key(image_hash: str, mask_hash: str, label: int | None, params_hash: str, pyradiomics_version: str) -> str:
+    blob = json.dumps([image_hash, mask_hash, None if label is None else int(label), params_hash, pyradiomics_version])
     return hashlib.sha256(blob.encode()).hexdigest()
 
 

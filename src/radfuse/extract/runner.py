@@ -29,7 +29,7 @@ class RoiSpec:
     case_id: str
     image: str
     mask: str
-    label: int = 1
+    label: int | None = None  # None: the mask's only label
     reader: str = "mask"
 
 
@@ -61,7 +61,7 @@ def make_tasks(rois: Iterable[RoiSpec], params: Mapping[str, Any], crop: bool,
             failures.append(RoiOutcome(roi.case_id, "", roi.reader, "failed",
                                        f"cannot read input: {error}; fix the path in the manifest"))
             continue
-        tasks.append(RoiTask(roi.case_id, roi.image, roi.mask, int(roi.label), key, roi.reader))
+        tasks.append(RoiTask(roi.case_id, roi.image, roi.mask, roi.label, key, roi.reader))
     return tasks, failures
 
 

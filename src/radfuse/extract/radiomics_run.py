@@ -1,0 +1,92 @@
+"""A whole radiomics extraction: ROIs in, `radiomics.parquet`, diagnostics, `icc.parquet`, `failures.csv` out."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import pandas as pd
+
+from radfuse import artifacts
+from radfuse.data import manifest as mf
+from radfuse.extract.icc import ICC_COLUMNS, feature_icc
+from radfuse.extract.params import RadiomicsConfigError, check_requirements, feature_column
+from radfuse.extract.roi_cache import ContentHashes, RoiCache
+from radfuse.extract.runner import RoiSpec, RunSummary, make_tasks, run_tasks
+from radfuse.extract.tables import read_feature_matrix, reference_columns, write_feature_tables
+
+log = logging.getLogger(__name__)
+FAILURE_COLUMNS = ("case_id", "reader", "reason")
+
+
+@dataclass
+class RadiomicsRunResult:
+    summary: RunSummary
+    n_rows: int
+    failures: pd.DataFrame
+
+
+def rois_from_manifest(frame: pd.DataFrame) -> list[RoiSpec]:
+    """One RoiSpec per manifest row (reader `mask`), plus one per row with a `mask2` (reader `mask2`).
+
+    Without `mask_label` the ROI is the mask's only label, found by the worker.
+    """
+    rois, second = [], []
+    for _, row in frame.iterrows():
+        label = row.get(mf.MASK_LABEL)
+        label = None if label is None or pd.isna(label) else int(label)
+        rois.append(RoiSpec(str(row[mf.CASE_ID]), str(row[mf.IMAGE]), str(row[mf.MASK]), label, "mask"))
+        mask2 = row.get(mf.MASK2)
+        if isinstance(mask2, str) and mask2.strip():
+            second.append(RoiSpec(str(row[mf.CASE_ID]), str(row[mf.IMAGE]), mask2, label, "mask2"))
+    return rois + second
+
+
+def extract_radiomics(rois: list[RoiSpec], params: Mapping[str, Any], cache_root: str | Path,
+                      out_dir: str | Path, *, workers: int = 1, executor: str = "joblib", scheduler: Any = None,
+                      crop: bool = True, retry_failed: bool = False, progress: bool = True) -> RadiomicsRunResult:
+    """Extract every ROI (cached, parallel), then write the tables under `out_dir`."""
+    check_requirements(params)
+    tasks, failed_early = make_tasks(rois, params, crop, ContentHashes())
+    summary = RunSummary(outcomes=list(failed_early))
+    summary.outcomes.extend(run_tasks(tasks, params, cache_root, workers=workers, executor=executor,
+                                      scheduler=scheduler, crop=crop, retry_failed=retry_failed,
+                                      progress=progress))
+    ok = {(o.case_id, o.reader) for o in summary.outcomes if o.status != "failed"}
+    cache, out_dir = RoiCache(cache_root), Path(out_dir)
+    entries = {reader: [(t.case_id, t.key) for t in tasks if t.reader == reader and (t.case_id, reader) in ok]
+               for reader in ("mask", "mask2")}
+    failures = [(o.case_id, o.reader, o.reason) for o in summary.outcomes if o.status == "failed"]
+    if not entries["mask"]:
+        raise RadiomicsConfigError(f"no ROI gave features ({len(failures)} failures, first: "
+                                   f"{failures[0] if failures else 'none'}); see the reasons above")
+    incomplete = write_feature_tables(entries["mask"], cache, out_dir / artifacts.RADIOMICS_TABLE,
+                                      out_dir / artifacts.RADIOMICS_DIAGNOSTICS_TABLE)
+    failures += [(case_id, "mask", reason) for case_id, reason in incomplete]
+    _write_icc(entries, incomplete, cache, out_dir / artifacts.ICC_TABLE)
+    failure_frame = pd.DataFrame(sorted(failures), columns=list(FAILURE_COLUMNS))
+    artifacts.write_csv(out_dir / artifacts.FAILURES_TABLE, failure_frame)
+    n_rows = len(entries["mask"]) - len(incomplete)
+    log.info("radiomics: %d ROIs in the table, %d computed, %d from cache, %d failed", n_rows,
+             summary.count("computed"), summary.count("cached"), len(failure_frame))
+    return RadiomicsRunResult(summary, n_rows, failure_frame)
+
+
+def _write_icc(entries: dict[str, list[tuple[str, str]]], incomplete: list[tuple[str, str]], cache: RoiCache,
+               path: Path) -> None:
+    """ICC per feature over the ROIs both readers' masks gave complete features for (empty table if none)."""
+    dropped = {case_id for case_id, _ in incomplete}
+    first = {c: k for c, k in entries["mask"] if c not in dropped}
+    second = dict(entries["mask2"])
+    both = [c for c in first if c in second]
+    columns = reference_columns([(c, first[c]) for c in both], cache)
+    columns = [c for c in columns if all(c in cache.get(second[x])["features"] for x in both)]
+    if len(both) < 2 or not columns:
+        artifacts.write_parquet(path, pd.DataFrame(columns=list(ICC_COLUMNS)))
+        return
+    table = feature_icc(read_feature_matrix([(c, first[c]) for c in both], cache, columns),
+                        read_feature_matrix([(c, second[c]) for c in both], cache, columns),
+                        [feature_column(c) for c in columns])
+    artifacts.write_parquet(path, table)
