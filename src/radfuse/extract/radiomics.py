@@ -18,6 +18,7 @@ from typing import Any, Mapping
 import SimpleITK as sitk
 
 from radfuse.extract._compat import install_scipy_compat
+from radfuse.extract.fast_glcm import fast_mcc
 from radfuse.extract.params import image_types, missing_outputs, split_result
 from radfuse.extract.roi_cache import RoiCache
 from radfuse.extract.roi_crop import crop_to_roi
@@ -40,6 +41,19 @@ class RoiTask:
 
 
 @dataclass(frozen=True)
+class ExtractOptions:
+    """radfuse's knobs around PyRadiomics: value-preserving speed-ups and failure handling."""
+
+    crop: bool = True          # crop to the ROI first where values stay identical (roi_crop)
+    fast_mcc: bool = True      # GLCM MCC by one matrix product (fast_glcm)
+    retry_failed: bool = False  # recompute ROIs whose failure is cached
+
+    def value_affecting(self) -> dict[str, bool]:
+        """The options that enter the cache key."""
+        return {"crop": self.crop, "fast_mcc": self.fast_mcc}
+
+
+@dataclass(frozen=True)
 class RoiOutcome:
     """What a worker reports back: small, so memory stays flat however many ROIs run."""
 
@@ -52,10 +66,12 @@ class RoiOutcome:
 
 
 def extract_roi(image: str | Path | sitk.Image, mask: str | Path | sitk.Image, label: int | None,
-                params: Mapping[str, Any], crop: bool = True) -> tuple[dict[str, float], dict[str, str]]:
+                params: Mapping[str, Any], crop: bool = True,
+                fast: bool = True) -> tuple[dict[str, float], dict[str, str]]:
     """Features ({`original_glcm_Contrast`: value}) and diagnostics of one ROI; RoiError if incomplete.
 
-    `label` None means the mask's only label (as the manifest allows without `mask_label`).
+    `label` None means the mask's only label (as the manifest allows without `mask_label`). `crop` and `fast`
+    (GLCM MCC by one matrix product, `fast_glcm`) are radfuse's speed-ups; both leave the values as they are.
     """
     image_node = _read_image(str(image)) if not isinstance(image, sitk.Image) else image
     mask_node = _read_image(str(mask)) if not isinstance(mask, sitk.Image) else mask
@@ -65,7 +81,8 @@ def extract_roi(image: str | Path | sitk.Image, mask: str | Path | sitk.Image, l
         settings = dict(params.get("setting") or {})
         image_node, mask_node, how = crop_to_roi(image_node, mask_node, int(label), settings, image_types(params))
     try:
-        result = _extractor(json.dumps(params, sort_keys=True)).execute(image_node, mask_node, label=int(label))
+        with fast_mcc(fast):
+            result = _extractor(json.dumps(params, sort_keys=True)).execute(image_node, mask_node, label=int(label))
     except (ValueError, RuntimeError, AssertionError) as error:
         raise RoiError(f"PyRadiomics rejected the ROI: {error}") from error
     features, diagnostics = split_result(result)
@@ -106,18 +123,19 @@ def _read_image(path: str) -> sitk.Image:
         raise RoiError(f"cannot read {path}: {str(error).strip().splitlines()[-1]}") from error
 
 
-def run_roi_task(task: RoiTask, params: Mapping[str, Any], cache_root: str, crop: bool = True,
-                 retry_failed: bool = False) -> RoiOutcome:
+def run_roi_task(task: RoiTask, params: Mapping[str, Any], cache_root: str,
+                 options: ExtractOptions = ExtractOptions()) -> RoiOutcome:
     """Worker entry: reuse the cached result, or extract and cache it (failures too, with their reason)."""
     cache = RoiCache(cache_root)
     if cache.has(task.key):
         record = cache.get(task.key)
-        if "error" not in record or not retry_failed:
+        if "error" not in record or not options.retry_failed:
             return RoiOutcome(task.case_id, task.key, task.reader, "cached" if "error" not in record else "failed",
                               record.get("error", ""))
     start = time.perf_counter()
     try:
-        features, diagnostics = extract_roi(task.image, task.mask, task.label, params, crop=crop)
+        features, diagnostics = extract_roi(task.image, task.mask, task.label, params, options.crop,
+                                             options.fast_mcc)
     except RoiError as error:
         cache.put(task.key, {"error": str(error)})
         return RoiOutcome(task.case_id, task.key, task.reader, "failed", str(error), time.perf_counter() - start)

@@ -13,6 +13,7 @@ from radfuse import artifacts
 from radfuse.data import manifest as mf
 from radfuse.extract.icc import ICC_COLUMNS, feature_icc
 from radfuse.extract.params import RadiomicsConfigError, check_requirements, feature_column
+from radfuse.extract.radiomics import ExtractOptions
 from radfuse.extract.roi_cache import ContentHashes, RoiCache
 from radfuse.extract.runner import RoiSpec, RunSummary, make_tasks, run_tasks
 from radfuse.extract.tables import read_feature_matrix, reference_columns, write_feature_tables
@@ -46,14 +47,13 @@ def rois_from_manifest(frame: pd.DataFrame) -> list[RoiSpec]:
 
 def extract_radiomics(rois: list[RoiSpec], params: Mapping[str, Any], cache_root: str | Path,
                       out_dir: str | Path, *, workers: int = 1, executor: str = "joblib", scheduler: Any = None,
-                      crop: bool = True, retry_failed: bool = False, progress: bool = True) -> RadiomicsRunResult:
+                      options: ExtractOptions = ExtractOptions(), progress: bool = True) -> RadiomicsRunResult:
     """Extract every ROI (cached, parallel), then write the tables under `out_dir`."""
     check_requirements(params)
-    tasks, failed_early = make_tasks(rois, params, crop, ContentHashes())
+    tasks, failed_early = make_tasks(rois, params, options, ContentHashes())
     summary = RunSummary(outcomes=list(failed_early))
     summary.outcomes.extend(run_tasks(tasks, params, cache_root, workers=workers, executor=executor,
-                                      scheduler=scheduler, crop=crop, retry_failed=retry_failed,
-                                      progress=progress))
+                                      scheduler=scheduler, options=options, progress=progress))
     ok = {(o.case_id, o.reader) for o in summary.outcomes if o.status != "failed"}
     cache, out_dir = RoiCache(cache_root), Path(out_dir)
     entries = {reader: [(t.case_id, t.key) for t in tasks if t.reader == reader and (t.case_id, reader) in ok]

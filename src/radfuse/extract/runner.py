@@ -16,7 +16,7 @@ from typing import Any, Iterable, Iterator, Mapping
 from tqdm.auto import tqdm
 
 from radfuse.extract.params import params_digest
-from radfuse.extract.radiomics import RoiOutcome, RoiTask, run_roi_task
+from radfuse.extract.radiomics import ExtractOptions, RoiOutcome, RoiTask, run_roi_task
 from radfuse.extract.roi_cache import ContentHashes, RoiCache, roi_key
 
 log = logging.getLogger(__name__)
@@ -47,11 +47,11 @@ def pyradiomics_version() -> str:
     return importlib.metadata.version("pyradiomics-bhklab")
 
 
-def make_tasks(rois: Iterable[RoiSpec], params: Mapping[str, Any], crop: bool,
+def make_tasks(rois: Iterable[RoiSpec], params: Mapping[str, Any], options: ExtractOptions = ExtractOptions(),
                hashes: ContentHashes | None = None) -> tuple[list[RoiTask], list[RoiOutcome]]:
     """Key every ROI by content; ROIs whose files cannot be read become failures right away."""
     hashes = hashes or ContentHashes()
-    digest = params_digest(params, {"crop": crop})
+    digest = params_digest(params, options.value_affecting())
     version = pyradiomics_version()
     tasks, failures = [], []
     for roi in rois:
@@ -66,20 +66,20 @@ def make_tasks(rois: Iterable[RoiSpec], params: Mapping[str, Any], crop: bool,
 
 
 def run_tasks(tasks: list[RoiTask], params: Mapping[str, Any], cache_root: str | Path, *, workers: int = 1,
-              executor: str = "joblib", scheduler: Any = None, crop: bool = True, retry_failed: bool = False,
+              executor: str = "joblib", scheduler: Any = None, options: ExtractOptions = ExtractOptions(),
               progress: bool = True) -> Iterator[RoiOutcome]:
     """Yield one outcome per task as they finish (cached ones first), with a progress bar and ETA."""
     cache = RoiCache(cache_root)
     pending = []
     with tqdm(total=len(tasks), unit="ROI", desc="radiomics", disable=not progress, smoothing=0.1) as bar:
         for task in tasks:
-            if cache.has(task.key) and (not retry_failed or "error" not in cache.get(task.key)):
+            if cache.has(task.key) and (not options.retry_failed or "error" not in cache.get(task.key)):
                 bar.update()
                 yield run_roi_task(task, params, str(cache_root))  # a cache read, no extraction
             else:
                 pending.append(task)
         run = {"joblib": _run_joblib, "dask": _run_dask}[executor]
-        for outcome in run(pending, dict(params), str(cache_root), workers, scheduler, crop, retry_failed):
+        for outcome in run(pending, dict(params), str(cache_root), workers, scheduler, options):
             bar.update()
             if outcome.status == "failed":
                 bar.write(f"radiomics: {outcome.case_id} ({outcome.reader}) failed: {outcome.reason}")
@@ -87,18 +87,18 @@ def run_tasks(tasks: list[RoiTask], params: Mapping[str, Any], cache_root: str |
 
 
 def _run_joblib(tasks: list[RoiTask], params: dict, cache_root: str, workers: int, _scheduler: Any,
-                crop: bool, retry_failed: bool) -> Iterator[RoiOutcome]:
+                options: ExtractOptions) -> Iterator[RoiOutcome]:
     from joblib import Parallel, delayed
 
     if not tasks:
         return
     # one ROI per dispatch: ROIs take seconds each, so batching only unbalances the workers
     parallel = Parallel(n_jobs=workers, batch_size=1, return_as="generator_unordered", pre_dispatch="2*n_jobs")
-    yield from parallel(delayed(run_roi_task)(t, params, cache_root, crop, retry_failed) for t in tasks)
+    yield from parallel(delayed(run_roi_task)(t, params, cache_root, options) for t in tasks)
 
 
 def _run_dask(tasks: list[RoiTask], params: dict, cache_root: str, _workers: int, scheduler: Any,
-              crop: bool, retry_failed: bool) -> Iterator[RoiOutcome]:
+              options: ExtractOptions) -> Iterator[RoiOutcome]:
     """Submit to a Dask cluster: `scheduler` is its address ("tcp://host:8786") or a `distributed.Client`.
 
     Workers must see `cache_root` and the images at the same paths (a shared file system).
@@ -112,8 +112,8 @@ def _run_dask(tasks: list[RoiTask], params: dict, cache_root: str, _workers: int
                          "tcp://10.0.0.5:8786 (start one with `dask scheduler` and `dask worker <address>`)")
     client = scheduler if isinstance(scheduler, Client) else Client(scheduler)
     try:
-        futures = client.map(run_roi_task, tasks, params=params, cache_root=cache_root, crop=crop,
-                             retry_failed=retry_failed, pure=False)
+        futures = client.map(run_roi_task, tasks, params=params, cache_root=cache_root, options=options,
+                             pure=False)
         for future in as_completed(futures):
             yield future.result()
             future.release()  # drop the result on the cluster as soon as it is counted

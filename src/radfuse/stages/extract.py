@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 from radfuse import artifacts
 from radfuse.data import manifest as mf
 from radfuse.extract.params import load_params
+from radfuse.extract.radiomics import ExtractOptions
 from radfuse.extract.radiomics_run import extract_radiomics, rois_from_manifest
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     result = extract_radiomics(
         rois_from_manifest(frame), params, artifacts.cache_dir(cfg.out) / "radiomics", folder,
         workers=int(cfg.extract.workers), executor=cfg.extract.executor, scheduler=cfg.extract.scheduler,
-        crop=bool(cfg.extract.crop), retry_failed=bool(cfg.extract.retry_failed),
+        options=ExtractOptions(crop=bool(cfg.extract.crop), fast_mcc=bool(cfg.extract.fast_mcc),
+                               retry_failed=bool(cfg.extract.retry_failed)),
         progress=bool(cfg.extract.progress))
     summary = {"folder": str(folder), "rows": result.n_rows, "failures": len(result.failures),
                "computed": result.summary.count("computed"), "cached": result.summary.count("cached")}
