@@ -44,6 +44,10 @@ def load_cohort(cfg: DictConfig) -> Cohort:
     data = cfg.data
     path = manifest_path(data)
     frame = read_manifest(path)
+    if data.get("split_components"):
+        from radfuse.data.components import expand_components
+
+        frame = expand_components(frame, Path(cfg.paths.out) / "components", int(data.min_component_voxels))
     classes = [str(c) for c in data.classes]
     clinical = dict(OmegaConf.to_container(data.clinical)) if data.get("clinical") else {}
     ensure_valid(frame, classes=classes, clinical=clinical, n_folds=int(data.split.n_folds),
