@@ -20,8 +20,8 @@ VERTEBRAE = {20: "L1", 21: "L2", 22: "L3", 23: "L4", 24: "L5"}
 
 def _cfg(out: Path, manifest: Path, *overrides: str):
     with initialize_config_dir(str(CONF), version_base="1.3"):
-        return compose("extract", overrides=[f"out={out}", f"manifest={manifest}", "extract.progress=false",
-                                             *overrides])
+        return compose("extract", overrides=[f"paths.out={out}", f"data.manifest={manifest}", "extract.progress=false",
+                                             "extract.deep.source=null", *overrides])
 
 
 def test_per_vertebra_radiomics_on_real_spine_ct(spine_ct, tmp_path):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
+import logging
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -59,8 +60,12 @@ def load_params(source: str | Path | Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _validate(params: dict[str, Any], origin: str) -> None:
+    import radiomics
     from radiomics.featureextractor import RadiomicsFeatureExtractor
 
+    # both log every step at INFO; radfuse reports per ROI instead
+    radiomics.setVerbosity(logging.ERROR)
+    logging.getLogger("pykwalify").setLevel(logging.WARNING)
     try:
         RadiomicsFeatureExtractor(params)
     except Exception as error:  # pykwalify raises its own SchemaError with the offending path
