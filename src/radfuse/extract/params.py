@@ -59,13 +59,20 @@ def load_params(source: str | Path | Mapping[str, Any]) -> dict[str, Any]:
     return params
 
 
-def _validate(params: dict[str, Any], origin: str) -> None:
+def quiet_pyradiomics() -> None:
+    """PyRadiomics and its schema validator log every step at INFO (and notes at WARNING); radfuse reports per
+    ROI instead, and errors still show."""
     import radiomics
+
+    radiomics.setVerbosity(logging.ERROR)  # its own stderr handler
+    logging.getLogger("radiomics").setLevel(logging.ERROR)  # what reaches the application's handlers
+    logging.getLogger("pykwalify").setLevel(logging.WARNING)
+
+
+def _validate(params: dict[str, Any], origin: str) -> None:
     from radiomics.featureextractor import RadiomicsFeatureExtractor
 
-    # both log every step at INFO; radfuse reports per ROI instead
-    radiomics.setVerbosity(logging.ERROR)
-    logging.getLogger("pykwalify").setLevel(logging.WARNING)
+    quiet_pyradiomics()
     try:
         RadiomicsFeatureExtractor(params)
     except Exception as error:  # pykwalify raises its own SchemaError with the offending path

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import json
-import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ import SimpleITK as sitk
 
 from radfuse.extract._compat import install_scipy_compat
 from radfuse.extract.fast_glcm import fast_mcc
-from radfuse.extract.params import image_types, missing_outputs, split_result
+from radfuse.extract.params import image_types, missing_outputs, quiet_pyradiomics, split_result
 from radfuse.extract.roi_cache import RoiCache
 from radfuse.extract.roi_crop import crop_to_roi
 
@@ -105,11 +104,9 @@ def _only_label(mask: sitk.Image, source: object) -> int:
 
 @functools.lru_cache(maxsize=4)
 def _extractor(params_json: str):  # noqa: ANN202 - radiomics has no type hints
-    import radiomics
     from radiomics.featureextractor import RadiomicsFeatureExtractor
 
-    # PyRadiomics logs every filter at INFO and some notes at WARNING; radfuse reports per ROI instead.
-    radiomics.setVerbosity(logging.ERROR)
+    quiet_pyradiomics()
     install_scipy_compat()
     return RadiomicsFeatureExtractor(json.loads(params_json))
 
