@@ -1,0 +1,146 @@
+"""Radiomics throughput: radfuse (1 and 2 workers, then a warm rerun) vs PyRadiomics' own batch command line.
+
+    PYTHONPATH=src python bench/radiomics_throughput.py [--params conf/radiomics/wang2025.yaml] [--rois 6]
+        [--source demo|spine] [--jobs 1 2] [--out bench/RESULTS-extract.md]
+
+Both sides run as fresh processes on the same ROIs with the same params file; wall time includes interpreter
+start and imports. PyRadiomics' CLI (`pyradiomics CASES.csv --param P --jobs N`) runs with radfuse's SciPy shim
+installed first: on SciPy >= 1.17 it would otherwise drop LBP3D silently and compute 279 features fewer.
+Prints a markdown section (and appends it to --out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+PYRADIOMICS_CLI = ("import sys; from radfuse.extract._compat import install_scipy_compat; install_scipy_compat(); "
+                   "from radiomics.scripts import parse_args; sys.argv[0] = 'pyradiomics'; sys.exit(parse_args())")
+RADFUSE_RUN = """
+import sys
+from radfuse.extract.params import load_params
+from radfuse.extract.radiomics_run import extract_radiomics
+from radfuse.extract.runner import RoiSpec
+import time
+import pandas as pd
+cases = pd.read_csv(sys.argv[1])
+start = time.perf_counter()
+rois = [RoiSpec(f"r{i}", r.Image, r.Mask, int(r.Label)) for i, r in enumerate(cases.itertuples())]
+extract_radiomics(rois, load_params(sys.argv[2]), sys.argv[3], sys.argv[4], workers=int(sys.argv[5]),
+                  progress=False)
+print(time.perf_counter() - start)
+"""
+
+
+def demo_cases(n: int, folder: Path) -> pd.DataFrame:
+    from radfuse.data.demo import make_cohort  # lands with the demo cohort
+    from radfuse.data.manifest import read_manifest
+
+    frame = read_manifest(make_cohort(folder / "demo", n_patients=max(4, n), seed=0)).head(n)
+    labels = frame["mask_label"].fillna(1).astype(int) if "mask_label" in frame else 1
+    return pd.DataFrame({"Image": frame["image"], "Mask": frame["mask"], "Label": labels})
+
+
+def spine_cases(n: int) -> pd.DataFrame:
+    ct, bodies = SHARED / "spine-ct" / "ct.nii.gz", SHARED / "spine-ct" / "vertebral_bodies.nii.gz"
+    return pd.DataFrame({"Image": str(ct), "Mask": str(bodies), "Label": list(range(20, 25))[:n]})
+
+
+def timed(command: list[str]) -> tuple[float, str]:
+    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+           "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    start = time.perf_counter()
+    done = subprocess.run(command, check=True, env=env, stdout=subprocess.PIPE, text=True)
+    return time.perf_counter() - start, done.stdout
+
+
+def pyradiomics_cli(cases: Path, params: Path, jobs: int, out: Path) -> float:
+    return timed([sys.executable, "-c", PYRADIOMICS_CLI, str(cases), "--param", str(params), "--jobs", str(jobs),
+                  "--format", "csv", "--out", str(out), "--verbosity", "1"])[0]
+
+
+def radfuse_run(cases: Path, params: Path, workers: int, cache: Path, out: Path) -> tuple[float, float]:
+    """(process wall time, time inside the extraction call: no interpreter start, no imports)."""
+    wall, stdout = timed([sys.executable, "-c", RADFUSE_RUN, str(cases), str(params), str(cache), str(out),
+                          str(workers)])
+    return wall, float(stdout.strip().splitlines()[-1])
+
+
+def largest_relative_difference(ours: pd.DataFrame, theirs: pd.DataFrame) -> tuple[float, str, int]:
+    """Max |a-b|/|b| over every feature of every ROI (rows in CASES order); also the feature count compared."""
+    features = [c for c in theirs.columns if not c.startswith("diagnostics_") and c not in ("Image", "Mask", "Label")]
+    mine = ours.drop(columns="case_id").rename(columns=lambda c: c.removeprefix("rad__"))
+    assert sorted(mine.columns) == sorted(features), "radfuse and PyRadiomics computed different feature sets"
+    a, b = mine[features].to_numpy(float), theirs[features].to_numpy(float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        relative = np.where(a == b, 0.0, np.abs(a - b) / np.abs(b))
+    worst = np.unravel_index(np.nanargmax(relative), relative.shape)
+    return float(relative[worst]), features[worst[1]], len(features)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--params", type=Path, default=ROOT / "conf" / "radiomics" / "wang2025.yaml")
+    parser.add_argument("--rois", type=int, default=6)
+    parser.add_argument("--source", choices=["demo", "spine"], default="demo")
+    parser.add_argument("--jobs", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="radfuse-bench-"))
+    cases = demo_cases(args.rois, work) if args.source == "demo" else spine_cases(args.rois)
+    cases_csv = work / "CASES.csv"
+    cases.to_csv(cases_csv, index=False)
+    n = len(cases)
+    rows, tables = [], {}
+    for jobs in args.jobs:
+        seconds = pyradiomics_cli(cases_csv, args.params, jobs, work / f"pyradiomics-{jobs}.csv")
+        rows.append(("pyradiomics CLI", jobs, seconds))
+        seconds, _ = radfuse_run(cases_csv, args.params, jobs, work / f"cache-{jobs}", work / f"radfuse-{jobs}")
+        rows.append(("radfuse", jobs, seconds))
+        tables[jobs] = (pd.read_parquet(work / f"radfuse-{jobs}" / "radiomics.parquet"),
+                        pd.read_csv(work / f"pyradiomics-{jobs}.csv"))
+    last = args.jobs[-1]
+    warm_wall, warm = radfuse_run(cases_csv, args.params, last, work / f"cache-{last}", work / "radfuse-warm")
+    worst, feature, n_features = largest_relative_difference(*tables[last])
+    text = report(args, n, n_features, rows, (warm_wall, warm), worst, feature)
+    print(text)
+    if args.out:
+        with open(args.out, "a") as handle:
+            handle.write(text + "\n")
+
+
+def report(args, n, n_features, rows, warm, worst, feature) -> str:  # noqa: ANN001 - bench formatting
+    speed = {(tool, jobs): n / s for tool, jobs, s in rows}
+    lines = [f"### {args.params.name}, {n} ROIs ({args.source}), {n_features} features per ROI",
+             "", f"`PYTHONPATH=src python bench/radiomics_throughput.py --params {args.params} "
+                 f"--rois {args.rois} --source {args.source}` on {platform.node()} "
+                 f"({os.cpu_count()} cores, shared), {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}", "",
+             "| tool | workers | wall s | ROIs/s | radfuse / pyradiomics |", "|---|---|---|---|---|"]
+    for tool, jobs, seconds in rows:
+        ratio = speed[("radfuse", jobs)] / speed[("pyradiomics CLI", jobs)]
+        lines.append(f"| {tool} | {jobs} | {seconds:.1f} | {n / seconds:.3f} | "
+                     f"{f'{ratio:.2f}x' if tool == 'radfuse' else ''} |")
+    first, last = args.jobs[0], args.jobs[-1]
+    scaling = speed[("radfuse", last)] / speed[("radfuse", first)] / (last / first)
+    cold = dict(((t, j), s) for t, j, s in rows)[("radfuse", last)]
+    warm_wall, warm_call = warm
+    lines += [f"| radfuse warm rerun | {last} | {warm_wall:.2f} | {n / warm_wall:.2f} | {cold / warm_wall:.0f}x "
+              f"faster than cold (process); extraction call {warm_call:.3f} s: {cold / warm_call:.0f}x |",
+              "", f"- largest relative difference radfuse vs PyRadiomics CLI: {worst:.2e} ({feature})",
+              f"- radfuse scaling {first} -> {last} workers: {scaling:.2f} of linear", ""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
