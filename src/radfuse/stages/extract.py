@@ -35,7 +35,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     result = extract_radiomics(
         rois_from_manifest(frame), params, Path(cfg.paths.cache) / "radiomics", folder,
         workers=int(cfg.extract.workers), executor=cfg.extract.executor, scheduler=cfg.extract.scheduler,
-        options=ExtractOptions(crop=bool(cfg.extract.crop), fast_mcc=bool(cfg.extract.fast_mcc),
+        options=ExtractOptions(crop=bool(cfg.extract.crop), fast_glcm=bool(cfg.extract.fast_glcm),
                                retry_failed=bool(cfg.extract.retry_failed)),
         progress=bool(cfg.extract.progress))
     summary = {"folder": str(folder), "rows": result.n_rows, "failures": len(result.failures),
