@@ -185,25 +185,35 @@ def _canal(xx: np.ndarray, yy: np.ndarray, body: VertebraSpec) -> np.ndarray:
 def _draw_vertebra(scene: np.ndarray, labels: np.ndarray, v: VertebraSpec, centre: float, spec: VolumeSpec,
                    grid: _Grid, rng: np.random.Generator) -> None:
     h = v.height_mm
-    sl = _slab(grid.z_fine, centre - 0.8 * h, centre + 0.7 * h)
-    zl = (grid.z_fine[sl] - centre).astype(np.float32)
     xx, yy = np.meshgrid(grid.x, grid.y - v.y_shift_mm, indexing="xy")
-    block = scene[sl]
-    _draw_arch(block, xx, yy, zl, v, rng)
+    arch = _slab(grid.z_fine, centre - 0.8 * h, centre + 0.7 * h)
+    _draw_arch(scene[arch], xx, yy, (grid.z_fine[arch] - centre).astype(np.float32), v, rng)
+    box = _body_box(grid, v, centre)  # texture filtering is the costly part: keep it to the body
+    zl = (grid.z_fine[box[0]] - centre).astype(np.float32)
+    xx, yy = xx[box[1:]], yy[box[1:]]
+    block = scene[box]
     depth, top = _body_depth(xx, yy, zl, v)
     inside = depth > 0
     cortex = inside & (depth < v.cortex_mm)
-    marrow = _marrow(zl, xx, yy, depth, top, v, spec.site, grid, rng)
+    marrow = _marrow(zl, depth, top, v, spec.site, grid, rng)
     block[inside] = marrow[inside]
     block[cortex] = v.cortical_hu
     _draw_lesions(block, inside, cortex, xx, yy, zl, v, rng)
     if v.label:
-        labels[sl][inside] = v.label
+        labels[box][inside] = v.label
 
 
 def _slab(z: np.ndarray, lo: float, hi: float) -> slice:
     idx = np.nonzero((z >= lo) & (z <= hi))[0]
     return slice(int(idx[0]), int(idx[-1]) + 1) if idx.size else slice(0, 0)
+
+
+def _body_box(grid: _Grid, v: VertebraSpec, centre: float) -> tuple[slice, slice, slice]:
+    """(z, y, x) index ranges that hold the body with a margin of 1.5 mm."""
+    margin = 1.5
+    y_lo, y_hi = v.y_shift_mm - v.half_depth_mm - margin, v.y_shift_mm + v.half_depth_mm + v.retropulsion_mm + margin
+    return (_slab(grid.z_fine, centre - v.height_mm / 2 - margin, centre + v.height_mm / 2 + margin),
+            _slab(grid.y, y_lo, y_hi), _slab(grid.x, -v.half_width_mm - margin, v.half_width_mm + margin))
 
 
 def _body_depth(xx: np.ndarray, yy: np.ndarray, zl: np.ndarray, v: VertebraSpec) -> tuple[np.ndarray, np.ndarray]:
@@ -243,8 +253,8 @@ def _draw_arch(block: np.ndarray, xx: np.ndarray, yy: np.ndarray, zl: np.ndarray
     block[bone] = bone_hu + 0.25 * v.texture_sd_hu * rng.standard_normal(int(bone.sum()), dtype=np.float32)
 
 
-def _marrow(zl: np.ndarray, xx: np.ndarray, yy: np.ndarray, depth: np.ndarray, top: np.ndarray,
-            v: VertebraSpec, site: SiteProtocol, grid: _Grid, rng: np.random.Generator) -> np.ndarray:
+def _marrow(zl: np.ndarray, depth: np.ndarray, top: np.ndarray, v: VertebraSpec, site: SiteProtocol, grid: _Grid,
+            rng: np.random.Generator) -> np.ndarray:
     """Trabecular bone: band-passed noise (coarser and vertically elongated in osteoporosis) around a mean HU."""
     dz = site.slice_mm / grid.k
     s = v.texture_sigma_mm
