@@ -135,16 +135,17 @@ def test_clinical_columns_follow_severity(big_sample: pd.DataFrame) -> None:
     assert (patients["sex"] == "F").mean() == pytest.approx(0.70, abs=0.04)  # 70 % women
 
 
-def test_class_is_not_separable_by_one_planted_cue() -> None:
+def test_neighbouring_classes_overlap_in_the_strongest_cue() -> None:
+    """Height loss (the plan's, before image noise and body-size variation) orders the classes but does not
+    separate neighbouring ones: Mann-Whitney AUC by brute force over all pairs."""
     plans, _ = demo.sample_cohort(600, seed=5)
-    loss = {0: [], 2: []}
+    loss: dict[int, list[float]] = {0: [], 1: [], 2: []}
     for plan in plans:
         for roi, vertebra in zip(plan.rois, plan.volume.vertebrae[1:-1]):
-            if roi.label in loss:
-                loss[roi.label].append(vertebra.height_loss)
-    mild, severe = np.array(loss[0]), np.array(loss[2])
-    auc = (severe[:, None] > mild[None, :]).mean()  # Mann-Whitney AUC by brute force
-    assert 0.75 < auc < 0.99
+            loss[roi.label].append(vertebra.height_loss)
+    for low, high in ((0, 1), (1, 2)):
+        auc = (np.array(loss[high])[:, None] > np.array(loss[low])[None, :]).mean()
+        assert 0.7 < auc < 0.95, (low, high, auc)
 
 
 # ---------------------------------------------------------------------------------------------- images
