@@ -1,9 +1,9 @@
 """The built-in demo cohort: synthetic lumbar CT with vertebral-fracture phantoms, masks and a manifest.
 
 Every ROI has a latent severity s ~ N(0, 1); its class is s cut at the normal quantiles of 46 % and 91 %, the
-ASTLOF class shares of Liu 2025 (0: 1-3 points, 1: 4 points, 2: 5-8 points); classes are dealt out per site so
-that every site holds them at those shares, and severities drawn within the class. The images see s only through two
-independent noisy views, so no single kind of feature separates the classes and fusing them helps:
+ASTLOF class shares of Liu 2025 (0: 1-3 points, 1: 4 points, 2: 5-8 points). Classes are dealt out per site so
+that every site holds them at those shares, and each severity is drawn within its class. The images see s only
+through two independent noisy views, so no single kind of feature separates the classes and fusing them helps:
 
 - a *shape* view g (height loss as wedge / biconcave / crush, posterior-wall retropulsion when severe), which a
   CNN on z-scored crops sees well;
