@@ -89,3 +89,15 @@ def test_output_names_map_back_to_their_image_types():
         ["Original", "LoG", "Wavelet", "LBP3D", "Square", "SquareRoot", "Gradient"]
     params = {"imageType": {"Original": {}, "Square": {}}, "featureClass": {"glcm": [], "shape": []}}
     assert missing_outputs(params, ["original_glcm_Contrast", "original_shape_Sphericity"]) == ["image type Square"]
+
+
+def test_wang2025_preset_gives_1874_features_from_every_image_type():
+    """14 shape + 20 images x 93 (the paper reports 1834; docs/extract.md has the arithmetic)."""
+    params = load_params(PRESETS[[p.stem for p in PRESETS].index("wang2025")])
+    image, mask = _blob(24)
+    image = sitk.Cast(image, sitk.sitkInt16)  # HU-like integers: a few dozen grey levels at bin width 5
+    features, _ = extract_roi(image, mask, 1, params)
+    assert len(features) == 1874
+    images = {k.split("_")[0] for k in features}
+    assert len(images) == 20 and {"lbp-3D-m1", "lbp-3D-m2", "lbp-3D-k", "log-sigma-3-0-mm-3D"} <= images
+    assert sum(k.split("_")[1] == "shape" for k in features) == 14
