@@ -29,8 +29,6 @@ REQUIRED_MODULES: dict[str, tuple[tuple[str, str | None], ...]] = {
     "LBP2D": (("skimage.feature", "local_binary_pattern"),),
     "Wavelet": (("pywt", None),),
 }
-# Image types whose output does not depend on voxels outside the ROI (pointwise on the whole image's values).
-SHAPE_CLASSES = ("shape", "shape2D")
 
 
 class RadiomicsConfigError(ValueError):
@@ -131,9 +129,7 @@ def missing_outputs(params: Mapping[str, Any], feature_names: list[str]) -> list
         token, feature_class = name.split("_", 2)[:2]
         seen_types.add(image_type_of(token))
         seen_classes.add(feature_class)
-    wanted_types = image_types(params)
-    # shape is computed once (on the original image) whatever the image types
-    missing = [f"image type {t}" for t in wanted_types if t not in seen_types]
+    missing = [f"image type {t}" for t in image_types(params) if t not in seen_types]
     missing += [f"feature class {c}" for c in feature_classes(params) if c not in seen_classes]
     return missing
 

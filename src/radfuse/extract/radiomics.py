@@ -114,11 +114,14 @@ def _extractor(params_json: str):  # noqa: ANN202 - radiomics has no type hints
 
 @functools.lru_cache(maxsize=2)
 def _read_image(path: str) -> sitk.Image:
-    # Several ROIs of one scan usually reach the same worker in a row: read the scan once for them.
+    """NIfTI / NRRD / MHA file or DICOM series folder (radfuse.data.io); read once per worker for its ROIs, since
+    several ROIs of one scan usually reach the same worker in a row."""
+    from radfuse.data.io import ImageReadError, read_image
+
     try:
-        return sitk.ReadImage(path)
-    except RuntimeError as error:
-        raise RoiError(f"cannot read {path}: {str(error).strip().splitlines()[-1]}") from error
+        return read_image(path)
+    except ImageReadError as error:
+        raise RoiError(f"cannot read {path}: {error}") from error
 
 
 def run_roi_task(task: RoiTask, params: Mapping[str, Any], cache_root: str,

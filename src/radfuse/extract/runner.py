@@ -8,7 +8,6 @@ outcomes. ROIs already in the cache never leave the main process: a warm rerun i
 from __future__ import annotations
 
 import importlib.metadata
-import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
@@ -18,8 +17,6 @@ from tqdm.auto import tqdm
 from radfuse.extract.params import params_digest
 from radfuse.extract.radiomics import ExtractOptions, RoiOutcome, RoiTask, run_roi_task
 from radfuse.extract.roi_cache import ContentHashes, RoiCache, roi_key
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
