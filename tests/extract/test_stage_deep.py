@@ -54,7 +54,8 @@ def test_checkpoint_embeddings_equal_forward_features_for_any_batch_size(tmp_pat
     tables = []
     for batch_size in (1, 4):
         cfg = _cfg(tmp_path / "out", manifest, "extract.deep.source=checkpoint",
-                   f"extract.deep.checkpoint={checkpoint}", f"extract.deep.batch_size={batch_size}", f"run=b{batch_size}")
+                   f"extract.deep.checkpoint={checkpoint}", f"extract.deep.batch_size={batch_size}",
+                   f"run=b{batch_size}")
         summary = stage.run(cfg)
         tables.append(pd.read_parquet(summary["deep"]))
     assert tables[0].shape == (6, 1 + 512) and list(tables[0]["case_id"]) == [f"c{i:02d}" for i in range(6)]
