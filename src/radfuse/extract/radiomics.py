@@ -1,8 +1,9 @@
 """PyRadiomics on one ROI, and the cached per-ROI task that the parallel runner hands to its workers.
 
-`extract_roi` is PyRadiomics' `execute` with three additions: a value-preserving crop to the ROI first
-(`roi_crop`), features and diagnostics split apart, and a loud error when a configured image type or feature
-class yields nothing for the ROI (PyRadiomics skips a filter for a too-small image with a log line only).
+`extract_roi` is PyRadiomics' `execute` with four additions: a value-preserving crop to the ROI first
+(`roi_crop`), the vectorised GLCM (`fast_glcm`), features and diagnostics split apart, and a loud error when a
+configured image type or feature class yields nothing for the ROI (PyRadiomics skips a filter for a too-small
+image with a log line only).
 """
 
 from __future__ import annotations
