@@ -61,11 +61,11 @@ def test_interrupted_run_resumes_without_recomputing_finished_rois(tmp_path, cou
     """)
     child = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT)
     deadline = time.time() + 60
-    while len(list(cache.rglob("*.json"))) < 3 and time.time() < deadline and child.poll() is None:
+    while len(list(cache.glob("*/*.json"))) < 3 and time.time() < deadline and child.poll() is None:
         time.sleep(0.05)
     os.kill(child.pid, signal.SIGKILL)
     child.wait()
-    finished = len(list(cache.rglob("*.json")))
+    finished = len(list(cache.glob("*/*.json")))
     assert 3 <= finished < 8, "the child must be killed in the middle of the run"
     assert not (tmp_path / "killed" / "radiomics.parquet").exists()
 
@@ -130,3 +130,28 @@ def test_icc_table_covers_every_feature_of_rois_with_mask2(tmp_path):
     assert (icc["n"] == 6).all()
     firstorder_mean = icc.set_index("feature").loc["rad__original_firstorder_Mean"]
     assert firstorder_mean["icc3_1_low"] <= firstorder_mean["icc3_1"] <= firstorder_mean["icc3_1_high"]
+
+
+def test_changed_image_is_recomputed_and_unchanged_scans_are_not_reread(tmp_path, counted, monkeypatch):
+    import SimpleITK as sitk
+
+    from radfuse.extract import roi_cache
+
+    manifest = make_cohort(tmp_path / "data", n_cases=3, mask2=False)
+    _run(manifest, tmp_path / "cache", tmp_path / "out")
+    hashed = []
+    original_hash = roi_cache.file_sha256
+    monkeypatch.setattr(roi_cache, "file_sha256", lambda p: hashed.append(p) or original_hash(p))
+    _run(manifest, tmp_path / "cache", tmp_path / "out")
+    assert hashed == [] and len(counted) == 3  # warm: no scan read, nothing extracted
+
+    image_path = tmp_path / "data" / "c01_ct.nii.gz"
+    image = sitk.ReadImage(str(image_path))
+    sitk.WriteImage(image + 7, str(image_path))  # same size on disk is possible: the hash decides
+    before = pd.read_parquet(tmp_path / "out" / "radiomics.parquet").set_index("case_id")
+    _run(manifest, tmp_path / "cache", tmp_path / "out")
+    after = pd.read_parquet(tmp_path / "out" / "radiomics.parquet").set_index("case_id")
+    assert len(counted) == 4 and hashed == [str(image_path)]
+    assert after.loc["c01", "rad__original_firstorder_Mean"] == pytest.approx(
+        before.loc["c01", "rad__original_firstorder_Mean"] + 7)
+    pd.testing.assert_series_equal(after.loc["c00"], before.loc["c00"])

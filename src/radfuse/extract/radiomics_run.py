@@ -50,7 +50,9 @@ def extract_radiomics(rois: list[RoiSpec], params: Mapping[str, Any], cache_root
                       options: ExtractOptions = ExtractOptions(), progress: bool = True) -> RadiomicsRunResult:
     """Extract every ROI (cached, parallel), then write the tables under `out_dir`."""
     check_requirements(params)
-    tasks, failed_early = make_tasks(rois, params, options, ContentHashes())
+    hashes = ContentHashes(Path(cache_root) / "content_hashes.json")
+    tasks, failed_early = make_tasks(rois, params, options, hashes)
+    hashes.save()
     summary = RunSummary(outcomes=list(failed_early))
     summary.outcomes.extend(run_tasks(tasks, params, cache_root, workers=workers, executor=executor,
                                       scheduler=scheduler, options=options, progress=progress))

@@ -7,8 +7,10 @@ change values) and the PyRadiomics version. Floats round-trip exactly through JS
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -21,16 +23,36 @@ def roi_key(image_hash: str, mask_hash: str, label: int | None, params_hash: str
 
 
 class ContentHashes:
-    """Content hash per file, computed once per run (a scan shared by many ROIs is read once)."""
+    """Content hash per file, computed once per run (a scan shared by many ROIs is read once).
 
-    def __init__(self) -> None:
+    With `index`, hashes are also remembered across runs under the file's (size, mtime): a warm rerun over
+    thousands of CT scans then reads none of them. A file rewritten in place gets a new mtime and is rehashed.
+    """
+
+    def __init__(self, index: str | Path | None = None) -> None:
+        self.index = Path(index) if index is not None else None
         self._known: dict[str, str] = {}
+        self._stored: dict[str, list] = {}
+        if self.index is not None and self.index.is_file():
+            with contextlib.suppress(ValueError):
+                self._stored = json.loads(self.index.read_text())
 
     def __call__(self, path: str | Path) -> str:
         path = str(path)
         if path not in self._known:
-            self._known[path] = file_sha256(path)
+            stat = os.stat(path)
+            stored = self._stored.get(path)
+            if stored is not None and stored[:2] == [stat.st_size, stat.st_mtime_ns]:
+                self._known[path] = stored[2]
+            else:
+                self._known[path] = file_sha256(path)
+                if not Path(path).is_dir():  # a folder's mtime misses files rewritten in place: always hash
+                    self._stored[path] = [stat.st_size, stat.st_mtime_ns, self._known[path]]
         return self._known[path]
+
+    def save(self) -> None:
+        if self.index is not None:
+            write_text(self.index, json.dumps(self._stored))
 
 
 class RoiCache:
