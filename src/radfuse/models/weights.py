@@ -36,7 +36,7 @@ class LoadReport:
 
     @property
     def fraction(self) -> float:
-        loaded = sum(1 for k in self.matched + self.adapted if not _is_head(k))
+        loaded = sum(1 for k in self.matched + self.adapted if not _is_head(k) and _counts(k))
         return loaded / self.backbone_total if self.backbone_total else 0.0
 
     def summary(self) -> str:
