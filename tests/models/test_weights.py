@@ -172,4 +172,5 @@ def test_missing_and_unsafe_files_are_refused(tmp_path):
     with pytest.raises(WeightsError, match="weights_only"):
         load_weights(create_backbone("resnet18"), tmp_path / "pickled.pth")
     with pytest.raises(WeightsError, match="weights_format"):
-        load_weights(create_backbone("resnet18"), tmp_path / "pickled.pth", weights_format="keras")
+        torch.save(create_backbone("resnet18").state_dict(), tmp_path / "ok.pth")
+        load_weights(create_backbone("resnet18"), tmp_path / "ok.pth", weights_format="keras")
