@@ -6,9 +6,9 @@ from omegaconf import DictConfig
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    from radfuse.stages.train import run  # imported here so `--help` and config errors stay fast
+    from radfuse.stages.train import run_or_exit  # imported here so `--help` and config errors stay fast
 
-    return run(cfg)
+    return run_or_exit(cfg)
 
 
 if __name__ == "__main__":

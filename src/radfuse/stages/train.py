@@ -15,79 +15,35 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import pandas as pd
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from radfuse import artifacts
+from radfuse.data.datamodule import RadfuseDataModule
 from radfuse.models.module import MONITOR, RadfuseClassifier
+from radfuse.models.weight_formats import WeightsError
 from radfuse.models.weights import load_weights
+from radfuse.stages.common import Cohort, crop_config, exit_on_input_error, load_cohort, save_run_config
 
 log = logging.getLogger(__name__)
 
 LOADING_KEYS = ("weights", "weights_format", "strict", "inflate")
-PATH_KEYS = ("paths", "data.manifest", "model.weights", "ckpt_path", "hydra")
+PATH_KEYS = ("paths", "data.manifest", "data.demo", "model.weights", "ckpt_path")
 
 
 class TrainConfigError(ValueError):
     """A configuration that cannot train (e.g. pretrained backbone named without a weights file)."""
 
 
-# ---------------------------------------------------------------------------------------------- inputs
-def manifest_path(cfg: DictConfig) -> Path:
-    """The configured manifest, or the demo cohort (generated once under <out>/demo)."""
-    if cfg.data.manifest:
-        return Path(cfg.data.manifest)
-    from radfuse.data.demo import make_cohort
-
-    demo = Path(cfg.paths.out) / "demo"
-    existing = demo / "manifest.csv"
-    if existing.is_file():
-        return existing
-    log.info("no data.manifest given: generating the demo cohort under %s", demo)
-    return Path(make_cohort(demo, n_patients=cfg.data.demo_patients, seed=cfg.seed))
-
-
-def class_order(frame: pd.DataFrame, configured: list[str] | None) -> list[str]:
-    if configured:
-        return [str(c) for c in configured]
-    labels = {str(v) for v in frame["label"].dropna()}
-    numeric = all(re.fullmatch(r"-?\d+", v) for v in labels)
-    return sorted(labels, key=lambda v: (int(v), v) if numeric else (0, v))
-
-
-def read_valid_manifest(path: Path, cfg: DictConfig) -> tuple[pd.DataFrame, list[str]]:
-    from radfuse.data.manifest import read_manifest
-    from radfuse.data.validate import validate_manifest
-
-    frame = read_manifest(path)
-    classes = class_order(frame, cfg.data.classes)
-    problems = validate_manifest(frame, classes, list(cfg.data.clinical_columns), cfg.data.n_folds)
-    errors = [p for p in problems if _is_error(p)]
-    for problem in problems:
-        if not _is_error(problem):
-            log.warning("%s", problem)
-    if errors:
-        listing = "\n".join(f"  - {p}" for p in errors)
-        raise ValueError(f"manifest {path} has {len(errors)} problem(s):\n{listing}")
-    return frame, classes
-
-
-def _is_error(problem: Any) -> bool:
-    level = getattr(problem, "severity", None) or getattr(problem, "level", None)
-    return level is None or str(level).lower() == "error"
-
-
 # ---------------------------------------------------------------------------------------------- building
-def build_datamodule(cfg: DictConfig, frame: pd.DataFrame, classes: list[str]) -> L.LightningDataModule:
-    from radfuse.data.splits import load_or_make_splits
-
-    out = Path(cfg.paths.out)
-    splits = load_or_make_splits(frame, artifacts.splits_path(out), seed=cfg.seed,
-                                 internal_fraction=cfg.data.internal_fraction, n_folds=cfg.data.n_folds)
-    return instantiate(cfg.data.datamodule, manifest=frame, splits=splits, crop=instantiate(cfg.data.crop),
-                       cache_dir=artifacts.cache_dir(out), classes=classes)
+def build_datamodule(cfg: DictConfig, cohort: Cohort) -> RadfuseDataModule:
+    data = cfg.data
+    return RadfuseDataModule(
+        cohort.frame, cohort.splits, crop_config(data), cfg.paths.cache, cohort.classes,
+        batch_size=int(data.batch_size), num_workers=int(data.num_workers), fold=data.get("fold"),
+        augment=bool(data.get("augment", True)), seed=int(cfg.seed),
+    )
 
 
 def check_backbone_weights(cfg: DictConfig) -> None:
@@ -101,13 +57,14 @@ def check_backbone_weights(cfg: DictConfig) -> None:
         )
 
 
-def build_model(cfg: DictConfig, datamodule: Any, classes: list[str]) -> RadfuseClassifier:
-    check_backbone_weights(cfg)
+def build_model(cfg: DictConfig, datamodule: RadfuseDataModule) -> RadfuseClassifier:
     module_cfg = OmegaConf.to_container(cfg.model, resolve=True)
     loading = {key: module_cfg.pop(key) for key in LOADING_KEYS}
-    model = instantiate(
-        module_cfg, spatial_dims=datamodule.spatial_dims, in_channels=datamodule.in_channels,
-        num_classes=len(classes), classes=classes, class_counts=list(datamodule.class_counts),
+    # partial first: Hydra would turn object arguments (a schedule dataclass) back into configs
+    make_model = instantiate(module_cfg, _partial_=True)
+    model = make_model(
+        spatial_dims=datamodule.spatial_dims, in_channels=datamodule.in_channels,
+        num_classes=datamodule.num_classes, classes=datamodule.classes, class_counts=datamodule.class_counts,
         optimizer=instantiate(cfg.optimizer), scheduler=instantiate(cfg.scheduler),
     )
     if loading["weights"]:
@@ -175,7 +132,7 @@ def resolve_ckpt_path(cfg: DictConfig, run_dir: Path) -> str | None:
 
 
 # ---------------------------------------------------------------------------------------------- outputs
-def collect_metrics(trainer: L.Trainer, run: str, classes: list[str], counts: list[int], seconds: float) -> dict:
+def collect_metrics(trainer: L.Trainer, run: str, datamodule: RadfuseDataModule, seconds: float) -> dict:
     checkpoint = trainer.checkpoint_callback
     best_score = getattr(checkpoint, "best_model_score", None)
     best_path = getattr(checkpoint, "best_model_path", "") or ""
@@ -188,34 +145,46 @@ def collect_metrics(trainer: L.Trainer, run: str, classes: list[str], counts: li
         "epochs_completed": int(trainer.current_epoch),
         "global_step": int(trainer.global_step),
         "train_seconds": round(seconds, 2),
-        "classes": classes,
-        "train_class_counts": [int(c) for c in counts],
+        "classes": datamodule.classes,
+        "train_class_counts": datamodule.class_counts,
+        "n_train": len(datamodule.frame("train")),
+        "n_val": len(datamodule.frame("val")),
     }
 
 
 def run(cfg: DictConfig) -> float | None:
     """Train one model as configured; return the best validation macro AUC (for Hydra sweepers)."""
     L.seed_everything(cfg.seed, workers=True)
-    path = manifest_path(cfg)
-    frame, classes = read_valid_manifest(path, cfg)
-    datamodule = build_datamodule(cfg, frame, classes)
-    model = build_model(cfg, datamodule, classes)
+    check_backbone_weights(cfg)  # before any data work: a missing weights file is the cheapest error to report
+    cohort = load_cohort(cfg)
+    datamodule = build_datamodule(cfg, cohort)
+    model = build_model(cfg, datamodule)
     run = run_name(cfg)
     run_dir = artifacts.train_dir(cfg.paths.out, run)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    artifacts.write_text(run_dir / artifacts.CONFIG_FILE, OmegaConf.to_yaml(cfg, resolve=True))
     loggers = build_loggers(cfg, run_dir, run)
     trainer = instantiate(cfg.trainer, logger=loggers, callbacks=build_callbacks(cfg, run_dir),
                           default_root_dir=str(run_dir))
+    if trainer.is_global_zero:
+        save_run_config(cfg, run_dir, {"manifest": cohort.manifest_path})
     started = time.perf_counter()
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=resolve_ckpt_path(cfg, run_dir))
     finally:
         if "wandb" in sys.modules:  # one W&B run per sweep job, even when a job fails
             sys.modules["wandb"].finish()
-    metrics = collect_metrics(trainer, run, classes, list(datamodule.class_counts), time.perf_counter() - started)
+    metrics = collect_metrics(trainer, run, datamodule, time.perf_counter() - started)
     if trainer.is_global_zero:
         artifacts.write_json(run_dir / artifacts.METRICS_FILE, metrics)
-        artifacts.write_provenance(run_dir, {"manifest": path})
         log.info("run folder %s: best val macro AUC %s", run_dir, metrics["best_val_auc"])
+        print(f"[radfuse] train: {run_dir} (best val macro AUC {metrics['best_val_auc']})", flush=True)
     return metrics["best_val_auc"]
+
+
+@exit_on_input_error
+def run_or_exit(cfg: DictConfig) -> float | None:
+    """`run` for the command line: input errors end in a clear message and exit status 2."""
+    try:
+        return run(cfg)
+    except (TrainConfigError, WeightsError) as err:
+        print(f"[radfuse] error: {err}", file=sys.stderr, flush=True)
+        sys.exit(2)
