@@ -87,11 +87,15 @@ class RadfuseClassifier(L.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.backbone((x - self.input_mean) / self.input_std)
 
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor, training: bool) -> torch.Tensor:
+        """Class-weighted cross-entropy; label smoothing on training batches only (validation loss stays true)."""
+        smoothing = self.hparams.label_smoothing if training else 0.0
+        return F.cross_entropy(logits, labels, weight=self.class_weights, label_smoothing=smoothing)
+
     def _step(self, batch: dict[str, Any], split: str) -> torch.Tensor:
         images, labels = batch["image"], batch["label"]
         logits = self(images)
-        smoothing = self.hparams.label_smoothing if split == "train" else 0.0
-        loss = F.cross_entropy(logits, labels, weight=self.class_weights, label_smoothing=smoothing)
+        loss = self.loss(logits, labels, training=split == "train")
         probs = logits.detach().float().softmax(dim=1)
         on_step = split == "train"
         self.log(f"{split}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True,
