@@ -106,7 +106,8 @@ def build_loggers(cfg: DictConfig, run_dir: Path, run: str) -> list[Any]:
         extra: dict[str, Any] = {"save_dir": str(run_dir)}
         if key == "wandb":
             extra.update(name=run, config=loggable_config(cfg, bool(cfg.logger.get("share_paths", False))))
-        loggers.append(instantiate(logger_cfg, **extra))
+        # partial: `config` is also the name of instantiate's own first parameter
+        loggers.append(instantiate(logger_cfg, _partial_=True)(**extra))
     return loggers
 
 
