@@ -36,7 +36,9 @@ def compose_train(manifest: Path, out: Path, cache: Path, *overrides: str):
 
 
 def run_train_py(manifest: Path, out: Path, cache: Path, *overrides: str, timeout: int = 600):
-    command = [sys.executable, "train.py", f"data.manifest={manifest}", f"paths.out={out}", f"paths.cache={cache}",
+    flags = [o for o in overrides if o.startswith("-")]  # argparse wants -m before the overrides
+    overrides = tuple(o for o in overrides if not o.startswith("-"))
+    command = [sys.executable, "train.py", *flags, f"data.manifest={manifest}", f"paths.out={out}", f"paths.cache={cache}",
                *DATA_OVERRIDES, *overrides]
     env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}", "OMP_NUM_THREADS": "1",
            "WANDB_MODE": "disabled"}
