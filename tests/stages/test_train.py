@@ -109,3 +109,17 @@ def test_wandb_offline_run_folder_has_metrics_and_no_identifiers(tmp_path, cohor
     for secret in (SECRET.encode(), b"SECRETPATIENT", str(manifest.parent).encode(), str(tmp_path).encode()):
         assert secret not in blob, f"{secret!r} leaked into the W&B run folder"
     assert list((tmp_path / "train" / "wb" / "logs").glob("version_*/metrics.csv"))  # CSV is always on
+
+
+def test_grad_cam_overlays_for_chosen_cases_of_a_run(tmp_path, cohort):
+    from radfuse.models import cam
+
+    manifest, cache = cohort
+    train.run(compose_train(manifest, tmp_path, cache, "debug=tiny", "model.arch=shufflenet_v2_x0_5", "run=cam"))
+    run_dir = tmp_path / "train" / "cam"
+    cases = [f"{SECRET}000", f"{SECRET}005"]
+    assert cam.main([str(run_dir), "--cases", *cases, "--layer", "stage3"]) == 0
+    written = sorted(p.name for p in (run_dir / "cam").glob("*.png"))
+    assert written == [f"{c}_stage3.png" for c in cases]
+    with pytest.raises(KeyError, match="NOSUCHCASE"):
+        cam.main([str(run_dir), "--cases", "NOSUCHCASE"])

@@ -37,8 +37,12 @@ class FeatureBackbone(nn.Module):
         """Named stages whose pooled output `features(x, layer)` returns, with their channel counts."""
         return dict(zip(self.stage_names, self.stage_channels))
 
-    def stage_maps(self, x: torch.Tensor, keep: str | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Run every stage; return (last stage's map, map of stage `keep` or None)."""
+    def stage_maps(self, x: torch.Tensor, keep: str | None = None,
+                   stop_early: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Run the stages; return (last map computed, map of stage `keep` or None).
+
+        With `stop_early`, stages after `keep` are skipped (feature extraction does not need them).
+        """
         if keep is not None and keep not in self.stage_names:
             raise KeyError(f"unknown layer {keep!r}; this backbone offers {list(self.stage_names)}")
         kept = None
@@ -48,7 +52,7 @@ class FeatureBackbone(nn.Module):
             if name == keep:
                 kept = x
                 # stop early: later stages cost time and nothing needs them
-                if keep != self.stage_names[-1]:
+                if stop_early:
                     return x, kept
         return x, kept
 
