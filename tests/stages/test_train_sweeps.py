@@ -60,11 +60,16 @@ def test_wang2025_margin_sweep_end_to_end(tmp_path, cohort):
         assert ckpt["state_dict"]["backbone.conv1.0.weight"].shape == (24, 3, 3, 3, 3)
 
 
-def test_missing_weights_exit_with_a_message(tmp_path, cohort):
+def test_missing_weights_exit_with_a_message(tmp_path, cohort, capsys):
+    from radfuse.stages.train import run_or_exit
+    from tests.stages.train_helpers import compose_train
+
     manifest, cache = cohort
-    result = run_train_py(manifest, tmp_path, cache, "experiment=liu2025")
-    assert result.returncode == 2
-    assert "model.weights=" in result.stderr and "RadImageNet" in result.stderr
+    with pytest.raises(SystemExit) as exit_info:
+        run_or_exit(compose_train(manifest, tmp_path, cache, "experiment=liu2025"))
+    assert exit_info.value.code == 2
+    stderr = capsys.readouterr().err
+    assert "model.weights=" in stderr and "RadImageNet" in stderr
 
 
 @pytest.mark.parametrize("experiment", ["liu2025", "wang2025", "demo"])
