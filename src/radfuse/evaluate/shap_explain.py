@@ -100,7 +100,9 @@ def explain_pipeline(pipeline, X: pd.DataFrame, classes: list[str], *, backgroun
     chosen = np.sort(rng.choice(len(data), size=min(limit, len(data)), replace=False))
     if kind == "tree":
         explainer = shap.TreeExplainer(classifier)
-        values, base, output = explainer.shap_values(data[chosen]), explainer.expected_value, "log-odds / margin"
+        values, base = explainer.shap_values(data[chosen]), explainer.expected_value
+        # sklearn trees average leaf class frequencies (probabilities); boosting libraries add raw margins
+        output = "probability" if type(classifier).__module__.startswith("sklearn") else "log-odds / margin"
     elif kind == "linear":
         explainer = shap.LinearExplainer(classifier, shap.maskers.Independent(data, max_samples=200))
         values, base, output = explainer.shap_values(data[chosen]), explainer.expected_value, "log-odds"
