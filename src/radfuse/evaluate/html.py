@@ -24,8 +24,9 @@ STYLE = """
 body{font-family:Helvetica,Arial,sans-serif;margin:2em auto;max-width:1200px;color:#222}
 h1{border-bottom:2px solid #333}h2{border-bottom:1px solid #aaa;margin-top:2em}
 table{border-collapse:collapse;font-size:12px;margin:0.8em 0}td,th{border:1px solid #ccc;padding:3px 6px}
-th{background:#f0f0f0}img{max-width:100%;margin:0.4em}.na{color:#a33;font-style:italic}
-.figs{display:flex;flex-wrap:wrap;align-items:flex-start}.fig{max-width:560px}pre{background:#f7f7f7;
+th{background:#f0f0f0}.na{color:#a33;font-style:italic}figcaption{font-size:11px;color:#555}
+.figs{display:flex;flex-wrap:wrap;align-items:flex-start}.fig{flex:0 0 380px;margin:4px}.fig img{width:100%}
+pre{background:#f7f7f7;
 padding:0.8em;overflow-x:auto;font-size:11px}nav a{margin-right:1em}
 """
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from radfuse.data.manifest import COHORTS
 from radfuse.evaluate import delong, metrics, nomogram, table1
 from radfuse.evaluate.context import ReportContext, model_label
 from radfuse.evaluate.html import Section, figure_row
@@ -14,7 +15,8 @@ def cohort_section(ctx: ReportContext) -> Section:
     section = Section("cohorts", "Cohorts and baseline characteristics (Table 1)")
     refit = ctx.predictions.drop_duplicates("case_id")
     counts = pd.crosstab(refit["cohort"].astype(str), refit["label"].astype(str)).reindex(
-        columns=ctx.classes, fill_value=0)
+        columns=ctx.classes, fill_value=0).rename_axis(index="cohort", columns=None)
+    counts = counts.loc[sorted(counts.index, key=_cohort_order)]
     counts["patients"] = refit.groupby(refit["cohort"].astype(str))["patient_id"].nunique()
     section.table(counts.reset_index(), "cases per cohort and class")
     ctx.out["cohorts"] = counts.to_dict(orient="index")
@@ -35,7 +37,8 @@ def cohort_section(ctx: ReportContext) -> Section:
     train = patients[patients["cohort"].astype(str) == "train"] if "cohort" in patients else patients
     tables["by class (training cohort)"] = table1.baseline_table(train, clinical, "label")
     for name, table in tables.items():
-        section.table(table, f"Table 1 {name}")
+        shown = table.assign(p_value=table["p_value"].map(_fmt_p))
+        section.table(shown, f"Table 1 {name}")
     ctx.out["table1"] = {k: t.replace({np.nan: None}).to_dict(orient="records") for k, t in tables.items()}
     ctx.out["baseline_significant"] = table1.significant_variables(tables["by class (training cohort)"])
     return section
@@ -43,9 +46,8 @@ def cohort_section(ctx: ReportContext) -> Section:
 
 def nomogram_section(ctx: ReportContext) -> Section:
     section = Section("nomogram", "Combined model and nomogram")
-    key = ctx.selected[-1] if ctx.selected else None
-    best = max(ctx.selected, key=lambda k: ctx.macro_auc(k, metrics.OOF_SET)) if ctx.selected else None
-    key = best or key
+    # the best selected model by out-of-fold macro AUC supplies the rad-score
+    key = max(ctx.selected, key=lambda k: ctx.macro_auc(k, metrics.OOF_SET)) if ctx.selected else None
     sets = ctx.sets(key) if key else {}
     if metrics.OOF_SET not in sets:
         section.unavailable("needs out-of-fold training predictions to fit the combined model without leakage")
@@ -86,6 +88,14 @@ def _combined_aucs(model, sets, manifest, class_name, clinical) -> dict:
         except ValueError:
             out[name] = [None, None, None]
     return out
+
+
+def _cohort_order(name: str) -> tuple[int, str]:
+    return (COHORTS.index(name) if name in COHORTS else len(COHORTS), name)
+
+
+def _fmt_p(p: float) -> str:
+    return "" if pd.isna(p) else ("<0.001" if p < 0.001 else f"{p:.3f}")
 
 
 def _fmt(v: list) -> str:
