@@ -56,9 +56,10 @@ def decision_curve_figure(curves: dict[str, pd.DataFrame], class_name: str, titl
     return fig
 
 
-def calibration_figure(labels, probs: np.ndarray, classes: list[str], title: str, n_bins: int = 10):
-    """Reliability curve per class (quantile bins) against the diagonal."""
+def calibration_figure(labels, probs: np.ndarray, classes: list[str], title: str, n_bins: int | None = None):
+    """Reliability curve per class (quantile bins; by default about 10 cases per bin, 3 to 10 bins)."""
     labels = np.asarray(labels).astype(str)
+    n_bins = n_bins or int(np.clip(len(labels) // 10, 3, 10))
     fig, ax = plt.subplots(figsize=(5, 5))
     targets = classes[-1:] if len(classes) == 2 else classes
     for c in targets:
@@ -74,7 +75,7 @@ def calibration_figure(labels, probs: np.ndarray, classes: list[str], title: str
 
 def confusion_figure(matrix: np.ndarray, classes: list[str], title: str):
     matrix = np.asarray(matrix)
-    fig, ax = plt.subplots(figsize=(1.1 * len(classes) + 2, 1.1 * len(classes) + 1.5))
+    fig, ax = plt.subplots(figsize=(0.8 * len(classes) + 2, 0.8 * len(classes) + 1.5))
     ax.imshow(matrix, cmap="Blues")
     for i in range(len(classes)):
         for j in range(len(classes)):

@@ -58,6 +58,8 @@ def calibration_section(ctx: ReportContext) -> Section:
         sets = ctx.sets(key)
         recal = _recalibrated_sets(ctx, key, method) if method and metrics.OOF_SET in sets else {}
         for name, frame in sets.items():
+            if name == "train":
+                continue  # apparent calibration of the refit model on its own data says little
             a = ctx.arrays(frame)
             variants = {"": a.probs, f" ({method})": recal.get(name)} if method else {"": a.probs}
             for suffix, probs in variants.items():

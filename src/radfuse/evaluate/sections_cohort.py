@@ -67,7 +67,8 @@ def nomogram_section(ctx: ReportContext) -> Section:
         results[c] = {"coefficients": model.coef, "intercept": model.intercept,
                       "auc": _combined_aucs(model, sets, manifest, c, clinical)}
         title = f"class {c} vs rest" if len(ctx.classes) > 2 else f"class {c}"
-        tags.append(ctx.figures.embed(nomogram.plot_nomogram(nomogram.build_nomogram(model), title), f"nomogram_{c}"))
+        tags.append(ctx.figures.embed(nomogram.plot_nomogram(nomogram.build_nomogram(model), title), f"nomogram_{c}",
+                                      wide=True))
     section.table(pd.DataFrame([{"class": c, **{f"AUC {s}": _fmt(v) for s, v in r["auc"].items()}}
                                 for c, r in results.items()]), "combined-model AUC (DeLong 95% CI)")
     section.table(pd.DataFrame([{"class": c, "intercept": r["intercept"], **r["coefficients"]}
