@@ -8,10 +8,12 @@ from sklearn.metrics import roc_auc_score
 from radfuse.evaluate import bootstrap
 
 
-def test_weighted_auc_equals_sklearn_on_the_expanded_sample():
+@pytest.mark.parametrize("decimals", [1, None])  # with ties / all scores distinct
+def test_weighted_auc_equals_sklearn_on_the_expanded_sample(decimals):
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, 200)
-    s = np.round(rng.normal(size=200) + y, 1)  # ties
+    s = rng.normal(size=200) + y
+    s = np.round(s, decimals) if decimals else s
     weights = bootstrap.resample_weights(200, 20, rng)
     got = bootstrap.weighted_auc(y, s, weights)
     for b in range(20):

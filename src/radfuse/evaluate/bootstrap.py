@@ -47,9 +47,12 @@ def weighted_auc(y_true: np.ndarray, scores: np.ndarray, weights: np.ndarray) ->
     s_sorted = np.asarray(scores, dtype=float)[order]
     pos = np.asarray(y_true, dtype=bool)[order]
     w = np.atleast_2d(weights)[:, order]
+    w_pos = w * pos
+    w_neg = w - w_pos
     starts = np.r_[0, np.flatnonzero(np.diff(s_sorted)) + 1]
-    w_pos = np.add.reduceat(w * pos, starts, axis=1)
-    w_neg = np.add.reduceat(w * ~pos, starts, axis=1)
+    if len(starts) < len(s_sorted):  # ties: pool each run of equal scores (skipped when all scores differ)
+        w_pos = np.add.reduceat(w_pos, starts, axis=1)
+        w_neg = np.add.reduceat(w_neg, starts, axis=1)
     below = np.cumsum(w_neg, axis=1) - w_neg
     numerator = np.sum(w_pos * (below + 0.5 * w_neg), axis=1)
     denominator = w_pos.sum(axis=1) * w_neg.sum(axis=1)

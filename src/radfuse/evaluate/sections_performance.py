@@ -3,12 +3,9 @@ DeLong comparisons."""
 
 from __future__ import annotations
 
-import itertools
-
-import numpy as np
 import pandas as pd
 
-from radfuse.evaluate import delong, figures, metrics
+from radfuse.evaluate import figures, metrics
 from radfuse.evaluate.context import ReportContext, model_label
 from radfuse.evaluate.html import Section, figure_row
 
