@@ -121,9 +121,14 @@ def test_binary_task_and_cli_on_a_parquet(tmp_path):
     assert list(data["combined_model"]["per_class"]) == ["chronic"]  # binary: one nomogram, positive class
 
 
-def test_bad_predictions_name_the_missing_columns(tmp_path):
+def test_bad_predictions_name_the_missing_columns_and_cases(cohort, tmp_path):
     with pytest.raises(ValueError, match=r"prob__c"):
         build_report(tmp_path, pd.DataFrame({"case_id": ["1"], "label": ["a"]}), classes=["a", "c"])
+    _, predictions = cohort
+    broken = predictions.copy()
+    broken.loc[3, "prob__1"] = np.nan
+    with pytest.raises(ValueError, match=str(broken.loc[3, "case_id"])):
+        build_report(tmp_path, broken, classes=CLASSES)
 
 
 @pytest.mark.slow

@@ -40,6 +40,10 @@ def check_predictions(predictions: pd.DataFrame, classes: list[str]) -> pd.DataF
         frame[column] = frame[column].astype(str)
     if "pred" in frame:
         frame["pred"] = frame["pred"].astype(str)
+    broken = frame.loc[frame[prob_columns(classes)].isna().any(axis=1), "case_id"]
+    if len(broken):
+        raise ValueError(f"predictions hold missing probabilities for case(s) {sorted(set(broken))[:10]}; drop "
+                         "those rows (e.g. cases whose features failed) before evaluating")
     unknown = sorted(set(frame["label"]) - set(classes))
     if unknown:
         raise ValueError(f"labels {unknown} in the predictions are not among classes {classes}")
