@@ -55,3 +55,12 @@ def test_roc_figure_has_class_and_average_curves(sample):
     legend = [t.get_text() for t in figures.roc_figure(labels, probs, CLASSES, "x").axes[0].get_legend().texts]
     assert sum(t.startswith("class") for t in legend) == 3
     assert any(t.startswith("micro") for t in legend) and any(t.startswith("macro") for t in legend)
+
+
+def test_roc_legend_quotes_the_tables_macro_auc(sample):
+    from sklearn.metrics import roc_auc_score
+
+    labels, probs = sample
+    legend = [t.get_text() for t in figures.roc_figure(labels, probs, CLASSES, "x").axes[0].get_legend().texts]
+    macro = roc_auc_score(labels, probs, multi_class="ovr", average="macro")
+    assert f"macro-average (AUC {macro:.3f})" in legend

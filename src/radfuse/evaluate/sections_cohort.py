@@ -34,7 +34,8 @@ def cohort_section(ctx: ReportContext) -> Section:
     tables = {}
     if "cohort" in patients and patients["cohort"].nunique() > 1:
         tables["by cohort"] = table1.baseline_table(patients, clinical, "cohort")
-    train = patients[patients["cohort"].astype(str) == "train"] if "cohort" in patients else patients
+    in_train = patients["cohort"].astype(str) == "train" if "cohort" in patients else pd.Series(False)
+    train = patients[in_train] if in_train.any() else patients  # no 'train' cohort: compare classes overall
     tables["by class (training cohort)"] = table1.baseline_table(train, clinical, "label")
     for name, table in tables.items():
         shown = table.assign(p_value=table["p_value"].map(_fmt_p))
