@@ -148,3 +148,31 @@ def test_report_renders_in_headless_chromium(full_report, tmp_path):
     grey = image[..., :3].mean(axis=2)
     assert (grey < 0.5).mean() > 0.005  # text and figures, not a blank page
     assert grey.std() > 0.05
+
+
+def test_lasso_per_class_path_and_coefficients(cohort, tmp_path):
+    _, predictions = cohort
+    rng = np.random.default_rng(0)
+    lasso = {"fused": {"path": {"lambdas": np.logspace(0, -3, 15), "coefs": rng.normal(size=(15, 3, 4)),
+                                "features": list("abcd"), "classes": CLASSES},
+                       "coefs": pd.DataFrame(rng.normal(size=(4, 3)) * [1, 0, 1], index=list("abcd"),
+                                             columns=CLASSES),
+                       "lambda": 0.01}}
+    fused = predictions[(predictions.feature_set == "fused") & (predictions.split == "oof")]
+    build_report(tmp_path, fused, classes=CLASSES, extras={"lasso": lasso, "n_resamples": 20})
+    pngs = {p.stem for p in (tmp_path / "figures").glob("lasso_*.png")}
+    assert len([p for p in pngs if p.startswith("lasso_path_fused_class")]) == 3
+    assert len([p for p in pngs if p.startswith("lasso_coefficients_fused")]) == 3
+    data = json.loads((tmp_path / "metrics.json").read_text())
+    assert set(data["lasso"]["fused"]["coefficients"]) == set("abcd")
+
+
+def test_metrics_json_keeps_what_fuse_wrote(cohort, tmp_path):
+    _, predictions = cohort
+    fused = predictions[(predictions.feature_set == "fused") & (predictions.split == "oof")]
+    (tmp_path / "metrics.json").write_text(json.dumps({"feature_sets": {"fused": {"winner": "lr"}}}))
+    build_report(tmp_path, fused, classes=CLASSES, extras={"n_resamples": 20, "lasso": {"coefs": {"a": 1.0}}})
+    build_report(tmp_path, fused, classes=CLASSES, extras={"n_resamples": 20})  # no LASSO this time
+    data = json.loads((tmp_path / "metrics.json").read_text())
+    assert data["feature_sets"] == {"fused": {"winner": "lr"}}
+    assert "models" in data and "lasso" not in data  # the stale key of the first report is gone

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ from radfuse.evaluate.sections_performance import (classifier_comparison, confus
                                                    roc_section)
 
 REPORT_FILE = "report.html"
+EVALUATE_KEYS = "evaluate_keys"  # the top-level metrics.json keys this module owns
 FIGURES_DIR = "figures"
 SECTIONS = (cohort_section, features_section, classifier_comparison, performance_table, roc_section,
             delong_section, decision_curve_section, calibration_section, shap_section, nomogram_section,
@@ -93,8 +95,16 @@ def build_report(run_dir: Path, predictions: pd.DataFrame, *, classes: list[str]
             failed.unavailable(f"this section failed: {type(err).__name__}: {err}")
             sections.append(failed)
             ctx.out.setdefault("section_errors", {})[build.__name__] = f"{type(err).__name__}: {err}"
-    write_json(run_dir / METRICS_FILE, _clean(ctx.out))
+    write_json(run_dir / METRICS_FILE, merge_metrics(run_dir / METRICS_FILE, _clean(ctx.out)))
     return write_text(run_dir / REPORT_FILE, page("radfuse evaluation report", sections))
+
+
+def merge_metrics(path: Path, ours: dict) -> dict:
+    """Keep what another stage (fuse) wrote to the same metrics.json; replace what an earlier report wrote."""
+    existing = json.loads(path.read_text()) if path.is_file() else {}
+    for key in existing.pop(EVALUATE_KEYS, []):
+        existing.pop(key, None)
+    return {**existing, **ours, EVALUATE_KEYS: sorted(ours)}
 
 
 def _clean(obj):

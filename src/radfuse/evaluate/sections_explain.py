@@ -18,15 +18,27 @@ SHAP_TABLE = "shap_values.parquet"
 LASSO_KEYS = ("path", "coefs", "lambda")
 
 
-def _as_path_frame(path) -> pd.DataFrame | None:
-    """LASSO path as a frame indexed by lambda: a DataFrame already, or {'lambdas', 'coefs', 'features'}."""
+def _path_frames(path) -> dict[str, pd.DataFrame]:
+    """LASSO path(s) as frames indexed by lambda, one per class for a multi-class (lambdas, classes, features)
+    path: a DataFrame already, or {'lambdas', 'coefs', 'features'[, 'classes']}."""
     if isinstance(path, pd.DataFrame):
-        return path
-    if isinstance(path, dict) and {"lambdas", "coefs"} <= path.keys():
-        coefs = np.asarray(path["coefs"])
-        coefs = coefs if coefs.shape[0] == len(path["lambdas"]) else coefs.T
-        return pd.DataFrame(coefs, index=path["lambdas"], columns=path.get("features"))
-    return None
+        return {"": path}
+    if not (isinstance(path, dict) and {"lambdas", "coefs"} <= path.keys()):
+        return {}
+    lambdas, coefs = np.asarray(path["lambdas"], dtype=float), np.asarray(path["coefs"], dtype=float)
+    if coefs.ndim == 2:
+        coefs = coefs if coefs.shape[0] == len(lambdas) else coefs.T
+        return {"": pd.DataFrame(coefs, index=lambdas, columns=path.get("features"))}
+    classes = path.get("classes") or [str(k) for k in range(coefs.shape[1])]
+    return {f"class {c}": pd.DataFrame(coefs[:, k, :], index=lambdas, columns=path.get("features"))
+            for k, c in enumerate(classes)}
+
+
+def _coefficient_frame(coefs) -> pd.DataFrame:
+    """Coefficients as features x (one column, or one column per class)."""
+    if isinstance(coefs, pd.DataFrame):
+        return coefs.astype(float)
+    return pd.Series(coefs, dtype=float).to_frame("coefficient")
 
 
 def features_section(ctx: ReportContext) -> Section:
@@ -38,19 +50,19 @@ def features_section(ctx: ReportContext) -> Section:
     blocks = {"": lasso} if any(k in lasso for k in LASSO_KEYS) else lasso  # one LASSO, or one per feature set
     ctx.out["lasso"] = {}
     for name, entry in blocks.items():
-        tags, chosen = [], entry.get("lambda")
-        path = _as_path_frame(entry.get("path"))
-        if path is not None:
-            tags.append(ctx.figures.embed(figures.lasso_path_figure(path, chosen, f"LASSO path {name}".strip()),
-                                          f"lasso_path_{name or 'model'}"))
-        coefs = entry.get("coefs")
-        if coefs is not None:
-            coefs = pd.Series(coefs, dtype=float)
-            table = coefs[coefs != 0].rename("coefficient").rename_axis("feature").reset_index()
-            section.table(table, f"{name} rad-score coefficients (lambda = {chosen})".strip())
-            tags.append(ctx.figures.embed(figures.coefficient_figure(coefs, f"coefficients {name}".strip()),
-                                          f"lasso_coefficients_{name or 'model'}"))
-            ctx.out["lasso"][name or "model"] = {"lambda": chosen, "coefficients": coefs[coefs != 0].to_dict()}
+        tags, chosen, label = [], entry.get("lambda"), name or "model"
+        for part, frame in _path_frames(entry.get("path")).items():
+            title = " ".join(filter(None, ["LASSO path", name, part]))
+            tags.append(ctx.figures.embed(figures.lasso_path_figure(frame, chosen, title), f"lasso_path_{label}_{part}"))
+        if entry.get("coefs") is not None:
+            coefs = _coefficient_frame(entry["coefs"])
+            kept = coefs[(coefs != 0).any(axis=1)]
+            section.table(kept.rename_axis("feature").reset_index(),
+                          f"{name} selected features and rad-score coefficients (lambda = {chosen})".strip())
+            for column in coefs.columns:
+                tags.append(ctx.figures.embed(figures.coefficient_figure(coefs[column], f"{name} {column}".strip()),
+                                              f"lasso_coefficients_{label}_{column}"))
+            ctx.out["lasso"][label] = {"lambda": chosen, "coefficients": kept.to_dict(orient="index")}
         section.blocks.append(figure_row(tags))
     return section
 
