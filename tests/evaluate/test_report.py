@@ -172,7 +172,10 @@ def test_metrics_json_keeps_what_fuse_wrote(cohort, tmp_path):
     fused = predictions[(predictions.feature_set == "fused") & (predictions.split == "oof")]
     (tmp_path / "metrics.json").write_text(json.dumps({"feature_sets": {"fused": {"winner": "lr"}}}))
     build_report(tmp_path, fused, classes=CLASSES, extras={"n_resamples": 20, "lasso": {"coefs": {"a": 1.0}}})
-    build_report(tmp_path, fused, classes=CLASSES, extras={"n_resamples": 20})  # no LASSO this time
+    build_report(tmp_path, fused, classes=CLASSES, extras={"n_resamples": 20, "winners": {"fused": "lr"}})
     data = json.loads((tmp_path / "metrics.json").read_text())
     assert data["feature_sets"] == {"fused": {"winner": "lr"}}
     assert "models" in data and "lasso" not in data  # the stale key of the first report is gone
+    assert data["selected_models"] == ["fused/lr"]
+    with pytest.raises(ValueError, match="winners"):
+        build_report(tmp_path, fused, classes=CLASSES, extras={"winners": {"fused": "svm"}})

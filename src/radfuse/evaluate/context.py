@@ -46,9 +46,17 @@ class ReportContext:
 def select_models(ctx: ReportContext) -> list[tuple[str, str]]:
     """Best model per feature set by out-of-fold macro AUC (the training data's choice, never a test set's).
 
-    Without out-of-fold rows every model is kept, in table order.
+    The fitting stage may name its own winners (extras['winners'] = {feature_set: model}); without out-of-fold
+    rows every model is kept, in table order.
     """
     keys = metrics.model_keys(ctx.predictions)
+    winners = [(str(fs), str(m)) for fs, m in (ctx.extras.get("winners") or {}).items()]
+    if winners:
+        unknown = [w for w in winners if w not in keys]
+        if unknown:
+            raise ValueError(f"extras['winners'] names {unknown}, absent from the predictions' (feature_set, model) "
+                             f"pairs {keys}")
+        return winners
     if not any(metrics.OOF_SET in ctx.sets(k) for k in keys):
         return keys
     best: dict[str, tuple[str, str]] = {}

@@ -54,9 +54,10 @@ def check_predictions(predictions: pd.DataFrame, classes: list[str]) -> pd.DataF
 
 def overview_section(ctx: ReportContext) -> Section:
     section = Section("overview", "Overview")
+    how = "named by the fitting stage" if ctx.extras.get("winners") else "best per feature set by out-of-fold macro AUC"
     section.text(f"Classes: {ctx.classes}. Models in the predictions: "
                  f"{[model_label(k) for k in metrics.model_keys(ctx.predictions)]}. Models reported in detail "
-                 f"(best per feature set by out-of-fold macro AUC): {[model_label(k) for k in ctx.selected]}.")
+                 f"({how}): {[model_label(k) for k in ctx.selected]}.")
     section.text(f"Evaluation sets: '{metrics.OOF_SET}' = out-of-fold predictions on the training cohort; "
                  "each cohort name = the final (refit) model on that cohort ('train' = apparent performance).")
     section.text(f"Generated {dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')}; numbers in "
@@ -73,7 +74,8 @@ def build_report(run_dir: Path, predictions: pd.DataFrame, *, classes: list[str]
     extras (all optional): pipelines {feature_set: fitted Pipeline}, X_train {feature_set: DataFrame indexed
     by case_id}, lasso {path, coefs, lambda} (or one such dict per feature set), cv_results (DataFrame),
     config (dict; 'recalibration': 'platt' | 'isotonic' adds recalibrated calibration), versions (dict),
-    gradcam (PNG paths), n_resamples (int, default 1000), seed (int).
+    gradcam (PNG paths), winners ({feature_set: model} to detail; default: best out-of-fold macro AUC),
+    n_resamples (int, default 1000), seed (int).
     """
     run_dir = Path(run_dir)
     extras = dict(extras or {})
