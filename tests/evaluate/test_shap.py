@@ -66,3 +66,14 @@ def test_figures_render_headless():
     assert len(bars) == 3 * 6  # one stacked segment per class and feature
     cases = shap_explain.decision_cases(result, dict(zip(X.index, map(str, y))), per_class=2)
     assert all(len(v) == 2 for v in cases.values())
+
+
+def test_classifier_without_probabilities_is_explained_on_its_decision_function():
+    from sklearn.svm import LinearSVC
+
+    X, y = _data(2)
+    pipe = make_pipeline(StandardScaler(), LinearSVC()).fit(X, y)
+    result = shap_explain.explain_pipeline(pipe, X, ["0", "1"], kernel_cases=5, kernel_nsamples=60)
+    assert result.explainer == "kernel" and result.output == "decision function"
+    margin = pipe.decision_function(X.loc[result.case_ids])
+    assert result.values.sum(axis=1)[:, 1] + result.base_values[1] == pytest.approx(margin, abs=1e-6)

@@ -108,9 +108,12 @@ def explain_pipeline(pipeline, X: pd.DataFrame, classes: list[str], *, backgroun
         values, base, output = explainer.shap_values(data[chosen]), explainer.expected_value, "log-odds"
     else:
         background = shap.kmeans(data, min(background_size, len(data)))
-        explainer = shap.KernelExplainer(classifier.predict_proba, background)
+        # a classifier without probabilities (e.g. LinearSVC) is explained on its decision function
+        model_fn = getattr(classifier, "predict_proba", None) or classifier.decision_function
+        explainer = shap.KernelExplainer(model_fn, background)
         values = explainer.shap_values(data[chosen], nsamples=kernel_nsamples, silent=True)
-        base, output = explainer.expected_value, "probability"
+        base = explainer.expected_value
+        output = "probability" if model_fn.__name__ == "predict_proba" else "decision function"
     values, base = _as_3d(values, base, len(classes))
     case_ids = [str(c) for c in np.asarray(X.index)[chosen]]
     return ShapResult(values, base, data[chosen], names, case_ids, list(classes), kind, output)
