@@ -25,7 +25,8 @@ body{font-family:Helvetica,Arial,sans-serif;margin:2em auto;max-width:1200px;col
 h1{border-bottom:2px solid #333}h2{border-bottom:1px solid #aaa;margin-top:2em}
 table{border-collapse:collapse;font-size:12px;margin:0.8em 0}td,th{border:1px solid #ccc;padding:3px 6px}
 th{background:#f0f0f0}.na{color:#a33;font-style:italic}figcaption{font-size:11px;color:#555}
-.figs{display:flex;flex-wrap:wrap;align-items:flex-start}.fig{flex:0 0 380px;margin:4px}.fig.wide{flex-basis:760px}.fig img{width:100%}
+.figs{display:flex;flex-wrap:wrap;align-items:flex-start}
+.fig{flex:0 0 380px;margin:4px}.fig.wide{flex-basis:760px}.fig img{width:100%}
 pre{background:#f7f7f7;
 padding:0.8em;overflow-x:auto;font-size:11px}nav a{margin-right:1em}
 """

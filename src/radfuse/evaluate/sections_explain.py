@@ -53,7 +53,8 @@ def features_section(ctx: ReportContext) -> Section:
         tags, chosen, label = [], entry.get("lambda"), name or "model"
         for part, frame in _path_frames(entry.get("path")).items():
             title = " ".join(filter(None, ["LASSO path", name, part]))
-            tags.append(ctx.figures.embed(figures.lasso_path_figure(frame, chosen, title), f"lasso_path_{label}_{part}"))
+            fig = figures.lasso_path_figure(frame, chosen, title)
+            tags.append(ctx.figures.embed(fig, f"lasso_path_{label}_{part}"))
         if entry.get("coefs") is not None:
             coefs = _coefficient_frame(entry["coefs"])
             kept = coefs[(coefs != 0).any(axis=1)]
