@@ -179,3 +179,19 @@ def test_metrics_json_keeps_what_fuse_wrote(cohort, tmp_path):
     assert data["selected_models"] == ["fused/lr"]
     with pytest.raises(ValueError, match="winners"):
         build_report(tmp_path, fused, classes=CLASSES, extras={"winners": {"fused": "svm"}})
+
+
+def test_several_rois_per_patient_and_a_class_missing_from_a_cohort(tmp_path):
+    manifest = synthetic.simulate_manifest(CLASSES, {"train": 30, "external": 15}, rois_per_patient=2, seed=4)
+    predictions = synthetic.simulate_predictions(manifest, CLASSES, {("rad", "lr"): 1.0, ("fused", "lr"): 1.5})
+    predictions = predictions[~((predictions.cohort == "external") & (predictions.label == "2"))]
+    predictions = predictions[(predictions.split == "oof") | (predictions.cohort == "external")]
+    build_report(tmp_path, predictions, classes=CLASSES, manifest=manifest, clinical_columns=["age"],
+                 extras={"n_resamples": 50})
+    data = json.loads((tmp_path / "metrics.json").read_text())
+    assert "section_errors" not in data
+    external = data["models"]["fused/lr"]["sets"]["external"]
+    assert external["n_patients"] * 2 == external["n_cases"]
+    assert external["per_class"]["2"]["auc"]["estimate"] is None
+    skipped = [r for r in data["delong"] if r["class"] == "2" and r["set1"] == "external" and r["type"] == "paired"]
+    assert skipped and "at least 2 positive" in skipped[0]["note"]
