@@ -158,6 +158,9 @@ def test_lasso_per_class_path_and_coefficients(cohort, tmp_path):
                        "coefs": pd.DataFrame(rng.normal(size=(4, 3)) * [1, 0, 1], index=list("abcd"),
                                              columns=CLASSES),
                        "lambda": 0.01}}
+    # the rad block as an sklearn selector holds it: coef_path_ (lambdas, classes, features), coef_ (classes, features)
+    lasso["rad"] = {"path": {"lambdas": np.logspace(0, -3, 15), "coefs": rng.normal(size=(15, 3, 4))},
+                    "coefs": rng.normal(size=(3, 4)), "features": list("efgh"), "classes": CLASSES, "lambda": 0.1}
     fused = predictions[(predictions.feature_set == "fused") & (predictions.split == "oof")]
     build_report(tmp_path, fused, classes=CLASSES, extras={"lasso": lasso, "n_resamples": 20})
     pngs = {p.stem for p in (tmp_path / "figures").glob("lasso_*.png")}
@@ -165,6 +168,7 @@ def test_lasso_per_class_path_and_coefficients(cohort, tmp_path):
     assert len([p for p in pngs if p.startswith("lasso_coefficients_fused")]) == 3
     data = json.loads((tmp_path / "metrics.json").read_text())
     assert set(data["lasso"]["fused"]["coefficients"]) == set("abcd")
+    assert data["lasso"]["rad"]["coefficients"]["e"].keys() == set(CLASSES)
 
 
 def test_metrics_json_keeps_what_fuse_wrote(cohort, tmp_path):

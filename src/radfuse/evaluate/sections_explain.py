@@ -34,10 +34,17 @@ def _path_frames(path) -> dict[str, pd.DataFrame]:
             for k, c in enumerate(classes)}
 
 
-def _coefficient_frame(coefs) -> pd.DataFrame:
-    """Coefficients as features x (one column, or one column per class)."""
+def _coefficient_frame(coefs, features=None, classes=None) -> pd.DataFrame:
+    """Coefficients as features x (one column, or one column per class). Accepts a DataFrame, a mapping
+    feature -> coefficient, or an sklearn-style (classes, features) / (features,) array with `features`."""
     if isinstance(coefs, pd.DataFrame):
         return coefs.astype(float)
+    if isinstance(coefs, np.ndarray) and features is not None:
+        matrix = np.atleast_2d(coefs).astype(float)
+        columns = list(classes) if classes is not None and len(classes) == len(matrix) else None
+        if len(matrix) == 1:
+            columns = ["coefficient"]
+        return pd.DataFrame(matrix.T, index=list(features), columns=columns or [str(k) for k in range(len(matrix))])
     return pd.Series(coefs, dtype=float).to_frame("coefficient")
 
 
@@ -56,7 +63,9 @@ def features_section(ctx: ReportContext) -> Section:
             fig = figures.lasso_path_figure(frame, chosen, title)
             tags.append(ctx.figures.embed(fig, f"lasso_path_{label}_{part}"))
         if entry.get("coefs") is not None:
-            coefs = _coefficient_frame(entry["coefs"])
+            path = entry.get("path") if isinstance(entry.get("path"), dict) else {}
+            coefs = _coefficient_frame(entry["coefs"], entry.get("features", path.get("features")),
+                                       entry.get("classes", path.get("classes")))
             kept = coefs[(coefs != 0).any(axis=1)]
             section.table(kept.rename_axis("feature").reset_index(),
                           f"{name} selected features and rad-score coefficients (lambda = {chosen})".strip())
