@@ -57,6 +57,11 @@ class Section:
             "</section>"
 
 
+def format_p(p) -> str:
+    """p-values for display: three decimals, '<0.001' below that, blank when undefined."""
+    return "" if p is None or pd.isna(p) else ("<0.001" if p < 0.001 else f"{p:.3f}")
+
+
 def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")
 

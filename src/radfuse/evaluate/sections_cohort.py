@@ -8,7 +8,7 @@ import pandas as pd
 from radfuse.data.manifest import COHORTS
 from radfuse.evaluate import delong, metrics, nomogram, table1
 from radfuse.evaluate.context import ReportContext, model_label
-from radfuse.evaluate.html import Section, figure_row
+from radfuse.evaluate.html import Section, figure_row, format_p
 
 
 def cohort_section(ctx: ReportContext) -> Section:
@@ -38,7 +38,7 @@ def cohort_section(ctx: ReportContext) -> Section:
     train = patients[in_train] if in_train.any() else patients  # no 'train' cohort: compare classes overall
     tables["by class (training cohort)"] = table1.baseline_table(train, clinical, "label")
     for name, table in tables.items():
-        shown = table.assign(p_value=table["p_value"].map(_fmt_p))
+        shown = table.assign(p_value=table["p_value"].map(format_p))
         section.table(shown, f"Table 1 {name}")
     ctx.out["table1"] = {k: t.replace({np.nan: None}).to_dict(orient="records") for k, t in tables.items()}
     ctx.out["baseline_significant"] = table1.significant_variables(tables["by class (training cohort)"])
@@ -94,10 +94,6 @@ def _combined_aucs(model, sets, manifest, class_name, clinical) -> dict:
 
 def _cohort_order(name: str) -> tuple[int, str]:
     return (COHORTS.index(name) if name in COHORTS else len(COHORTS), name)
-
-
-def _fmt_p(p: float) -> str:
-    return "" if pd.isna(p) else ("<0.001" if p < 0.001 else f"{p:.3f}")
 
 
 def _fmt(v: list) -> str:

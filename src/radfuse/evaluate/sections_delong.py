@@ -10,7 +10,7 @@ import pandas as pd
 from radfuse.artifacts import write_csv
 from radfuse.evaluate import delong, figures, metrics
 from radfuse.evaluate.context import ReportContext, model_label
-from radfuse.evaluate.html import Section, figure_row
+from radfuse.evaluate.html import Section, figure_row, format_p
 
 DELONG_TABLE = "delong.csv"
 
@@ -80,7 +80,8 @@ def delong_section(ctx: ReportContext) -> Section:
     ctx.out["delong"] = frame.replace({np.nan: None}).to_dict(orient="records")
     shown = [c for c in ("type", "model1", "model2", "set1", "set2", "class", "auc1", "auc2", "difference",
                          "ci_low", "ci_high", "z", "p_value", "note") if c in frame]
-    section.table(frame[shown], f"all comparisons (also in {DELONG_TABLE})")
+    section.table(frame[shown].assign(p_value=frame["p_value"].map(format_p)) if "p_value" in frame else frame[shown],
+                  f"all comparisons (also in {DELONG_TABLE})")
     macro = frame[(frame["class"] == "macro") & frame["difference"].notna()].copy()
     if len(macro):
         macro["comparison"] = macro["model1"] + " vs " + macro["model2"] + " @ " + macro["set1"] + \
