@@ -80,7 +80,7 @@ def test_experiments_and_launchers_compose(experiment):
         for launcher, target in (("local", "JoblibLauncher"), ("slurm", "SlurmLauncher")):
             hydra_cfg = compose("train", overrides=[f"hydra/launcher={launcher}"], return_hydra_config=True)
             assert hydra_cfg.hydra.launcher._target_.endswith(target)
-    expected = {"liu2025": ("2d", 64, "radimagenet"), "wang2025": ("3d", 64, "imagenet"), "demo": ("2d", 48, "scratch")}
+    expected = {"liu2025": ("2d", 64, "radimagenet"), "wang2025": ("3d", 64, "imagenet"), "demo": ("2d", 64, "scratch")}
     assert (cfg.data.mode, cfg.data.size, cfg.backbone.name) == expected[experiment]
 
 
