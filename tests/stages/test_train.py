@@ -123,3 +123,14 @@ def test_grad_cam_overlays_for_chosen_cases_of_a_run(tmp_path, cohort):
     assert written == [f"{c}_stage3.png" for c in cases]
     with pytest.raises(KeyError, match="NOSUCHCASE"):
         cam.main([str(run_dir), "--cases", "NOSUCHCASE"])
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_bf16_mixed_precision_on_gpu(tmp_path, cohort):
+    manifest, cache = cohort
+    cfg = compose_train(manifest, tmp_path, cache, "trainer=gpu", "debug=tiny", "model.arch=resnet18", "run=gpu")
+    assert cfg.trainer.precision == "bf16-mixed"
+    train.run(cfg)
+    metrics = json.loads((tmp_path / "train" / "gpu" / "metrics.json").read_text())
+    assert metrics["global_step"] == 2 and torch.isfinite(torch.tensor(metrics["final"]["train/loss"]))
