@@ -68,8 +68,9 @@ def build_model(cfg: DictConfig, datamodule: RadfuseDataModule) -> RadfuseClassi
         optimizer=instantiate(cfg.optimizer), scheduler=instantiate(cfg.scheduler),
     )
     if loading["weights"]:
-        load_weights(model.backbone, loading["weights"], weights_format=loading["weights_format"],
-                     strict=loading["strict"], inflate_mode=loading["inflate"])
+        report = load_weights(model.backbone, loading["weights"], weights_format=loading["weights_format"],
+                              strict=loading["strict"], inflate_mode=loading["inflate"])
+        print(f"[radfuse] {report.summary()}", flush=True)
     return model
 
 
