@@ -97,3 +97,13 @@ def test_ddp_two_cpu_processes(tmp_path, cohort):
     assert metrics["global_step"] == 1 and 0.0 <= metrics["best_val_auc"] <= 1.0
     assert metrics["n_train"] == 8
     assert "distributed_backend=gloo" in result.stderr + result.stdout
+
+
+@pytest.mark.slow
+def test_joblib_launcher_runs_jobs_in_parallel_processes(tmp_path, cohort):
+    manifest, cache = cohort
+    result = run_train_py(manifest, tmp_path, cache, "-m", "hydra/launcher=local", "hydra.launcher.n_jobs=2",
+                          "debug=tiny", "model.arch=shufflenet_v2_x0_5", "data.margin=0,2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = sorted(p.name for p in (tmp_path / "train").iterdir())
+    assert len(runs) == 2 and all((tmp_path / "train" / r / "last.ckpt").is_file() for r in runs)
