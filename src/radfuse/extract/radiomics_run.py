@@ -49,15 +49,17 @@ def extract_radiomics(rois: list[RoiSpec], params: Mapping[str, Any], cache_root
                       out_dir: str | Path, *, workers: int = 1, executor: str = "joblib", scheduler: Any = None,
                       options: ExtractOptions = ExtractOptions(), progress: bool = True) -> RadiomicsRunResult:
     """Extract every ROI (cached, parallel), then write the tables under `out_dir`."""
-    check_requirements(params)
     hashes = ContentHashes(Path(cache_root) / "content_hashes.json")
     tasks, failed_early = make_tasks(rois, params, options, hashes)
     hashes.save()
+    cache = RoiCache(cache_root)
+    if options.retry_failed or not all(cache.has(t.key) for t in tasks):
+        check_requirements(params)  # before any work; a fully cached rerun imports no filter package
     summary = RunSummary(outcomes=list(failed_early))
     summary.outcomes.extend(run_tasks(tasks, params, cache_root, workers=workers, executor=executor,
                                       scheduler=scheduler, options=options, progress=progress))
     ok = {(o.case_id, o.reader) for o in summary.outcomes if o.status != "failed"}
-    cache, out_dir = RoiCache(cache_root), Path(out_dir)
+    out_dir = Path(out_dir)
     entries = {reader: [(t.case_id, t.key) for t in tasks if t.reader == reader and (t.case_id, reader) in ok]
                for reader in ("mask", "mask2")}
     failures = [(o.case_id, o.reader, o.reason) for o in summary.outcomes if o.status == "failed"]
