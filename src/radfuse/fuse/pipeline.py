@@ -24,11 +24,14 @@ Steps = Mapping[str, Any]  # step name -> estimator, or None to leave the step o
 
 
 def steps_pipeline(steps: Steps, memory: Any = None) -> Pipeline:
-    """Pipeline of the non-None steps, in the given order (clones, so one config serves many pipelines)."""
+    """Pipeline of the non-None steps, in the given order (clones, so one config serves many pipelines).
+
+    With a `memory`, a final "passthrough" step makes every real step cacheable (a Pipeline never caches its
+    last step), so a block fitted on the same fold is reused across classifiers and feature sets."""
     kept = [(name, clone(est)) for name, est in steps.items() if est is not None]
     if not kept:
         raise ValueError("a block needs at least one step")
-    return Pipeline(kept, memory=memory)
+    return Pipeline(kept + ([("cached", "passthrough")] if memory is not None else []), memory=memory)
 
 
 def block_columns(block: str, pipeline: Pipeline) -> make_column_selector:
@@ -44,7 +47,7 @@ def fusion_pipeline(blocks: Mapping[str, Steps], final: Steps, classifier: BaseE
     """blocks (name -> steps, in feature-set order) fused by concatenation, then `final` steps and `classifier`."""
     transformers = []
     for name, steps in blocks.items():
-        pipe = steps_pipeline(steps)
+        pipe = steps_pipeline(steps, memory)
         transformers.append((name, pipe, block_columns(name, pipe)))
     fused = ColumnTransformer(transformers, remainder="drop", verbose_feature_names_out=False)
     final_steps = [(n, clone(e)) for n, e in final.items() if e is not None]
