@@ -18,8 +18,9 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install -q -e ".[test]"
 	touch $(STAMP)
 
+# The main job on the built-in demo cohort; every stage prints what it is doing.
 demo: env
-	$(BIN)/python -m radfuse.demo out_dir=$(DEMO_OUT)
+	$(BIN)/python -m radfuse.stages.prepare paths.out=$(DEMO_OUT)
 
 test: env
 	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --timeout 900

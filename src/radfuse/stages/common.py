@@ -1,0 +1,92 @@
+"""What every stage does first: find the manifest (making the demo cohort on first use), validate, split."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from omegaconf import DictConfig, OmegaConf
+
+from radfuse.artifacts import CONFIG_FILE, splits_path, write_provenance, write_text
+from radfuse.data.crops import CropConfig
+from radfuse.data.manifest import read_manifest
+from radfuse.data.splits import Splits, load_or_make_splits
+from radfuse.data.validate import ensure_valid
+
+CROP_KEYS = ("mode", "spacing", "window", "margin", "size", "axis", "channels", "normalize", "resample_masks")
+
+
+@dataclass
+class Cohort:
+    frame: pd.DataFrame
+    splits: Splits
+    classes: list[str]
+    clinical: dict[str, str]
+    manifest_path: Path
+
+
+def manifest_path(data: DictConfig) -> Path:
+    """The configured manifest, or the demo cohort's (generated the first time it is needed)."""
+    if data.manifest:
+        return Path(data.manifest)
+    from radfuse.data.demo import make_cohort
+
+    manifest = Path(data.demo.dir) / "manifest.csv"
+    if not manifest.exists():
+        print(f"[radfuse] generating the demo cohort ({data.demo.n_patients} patients) in {data.demo.dir}", flush=True)
+        make_cohort(Path(data.demo.dir), n_patients=int(data.demo.n_patients), seed=int(data.demo.seed))
+    return manifest
+
+
+def load_cohort(cfg: DictConfig) -> Cohort:
+    """Read and validate the manifest (refusing to go on with any problem), then read or make the split."""
+    data = cfg.data
+    path = manifest_path(data)
+    frame = read_manifest(path)
+    if data.get("split_components"):
+        from radfuse.data.components import expand_components
+
+        frame = expand_components(frame, Path(cfg.paths.out) / "components", int(data.min_component_voxels))
+    classes = [str(c) for c in data.classes]
+    clinical = dict(OmegaConf.to_container(data.clinical)) if data.get("clinical") else {}
+    ensure_valid(frame, classes=classes, clinical=clinical, n_folds=int(data.split.n_folds),
+                 resample_masks=bool(data.resample_masks), manifest_file=str(path))
+    splits = load_or_make_splits(frame, splits_path(cfg.paths.out), seed=int(data.split.seed),
+                                 internal_fraction=float(data.split.internal_fraction),
+                                 n_folds=int(data.split.n_folds))
+    return Cohort(frame, splits, classes, clinical, path)
+
+
+def crop_config(data: DictConfig) -> CropConfig:
+    settings = {k: data[k] for k in CROP_KEYS if k in data}
+    if "spacing" in settings:
+        settings["spacing"] = tuple(settings["spacing"])
+    return CropConfig(**settings)
+
+
+def save_run_config(cfg: DictConfig, folder: str | Path, inputs: dict | None = None) -> None:
+    """The resolved config and provenance beside a stage's outputs."""
+    folder = Path(folder)
+    write_text(folder / CONFIG_FILE, OmegaConf.to_yaml(cfg, resolve=True))
+    write_provenance(folder, inputs)
+
+
+def exit_on_input_error(func):
+    """Run a stage's main; input errors (bad manifest, stale split, missing weights) end in a clear message."""
+    import functools
+    import sys
+
+    from radfuse.data.manifest import ManifestError
+    from radfuse.data.splits import SplitMismatch
+    from radfuse.data.validate import ManifestInvalid
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except (ManifestError, ManifestInvalid, SplitMismatch, FileNotFoundError) as err:
+            print(f"[radfuse] error: {err}", file=sys.stderr, flush=True)
+            sys.exit(2)
+
+    return wrapper
