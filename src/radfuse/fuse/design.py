@@ -50,12 +50,17 @@ def block_table(table: pd.DataFrame, block: str, source: str | Path = "<table>")
 
 
 def design_frame(manifest: pd.DataFrame, tables: dict[str, pd.DataFrame], clinical: list[str] = (),
-                 covariates: list[str] = ()) -> Design:
-    """Join the block tables with the manifest's clinical, site and covariate columns (inner join on case_id)."""
+                 covariates: list[str] = (), categorical: list[str] = ()) -> Design:
+    """Join the block tables with the manifest's clinical, site and covariate columns (inner join on case_id).
+
+    `categorical` columns become strings, so a numerically coded category (sex 0/1) is one-hot encoded."""
     if LABEL in covariates:
         raise ValueError("the label cannot be a ComBat covariate: it is unknown for the cases being harmonised")
     _require_columns(manifest, [SITE, *clinical, *covariates])
     frame = manifest.assign(**{KEY_COLUMN: manifest["case_id"].astype(str)}).set_index(KEY_COLUMN)
+    for column in categorical:
+        if column in frame.columns:
+            frame[column] = frame[column].astype(object).where(frame[column].isna(), frame[column].astype(str))
     parts = [tables[b] for b in tables]
     parts.append(frame[list(clinical)].add_prefix(f"{CLINICAL_BLOCK}__"))
     parts.append(frame[[SITE, *covariates]].add_prefix(META_PREFIX))

@@ -35,6 +35,7 @@ class FusionSetup:
     n_jobs: int = 1
     nested_splits: int | None = None
     cache: bool = True
+    fold_of_patient: Mapping[str, int] | None = None  # e.g. splits.json's folds; None = fresh seeded folds
 
 
 @dataclass
@@ -54,7 +55,8 @@ def run_fusion(design: Design, setup: FusionSetup) -> FusionResult:
     train = design.rows(train_mask)
     y = encode_labels(train.labels, setup.classes)
     groups = train.patients.to_numpy()
-    folds = patient_folds(y, groups, setup.n_splits, setup.seed)
+    folds = (patient_folds(y, groups, setup.n_splits, setup.seed) if setup.fold_of_patient is None
+             else folds_from_assignment(groups, setup.fold_of_patient))
     with tempfile.TemporaryDirectory(prefix="radfuse-fuse-cache-") as cache:
         memory = Memory(cache, verbose=0) if setup.cache else None
         outcomes = {fs: _run_feature_set(fs, blocks, train, y, groups, folds, setup, memory)
@@ -63,6 +65,17 @@ def run_fusion(design: Design, setup: FusionSetup) -> FusionResult:
         for outcome in per_clf.values():
             outcome.search.best_estimator_.set_params(memory=None)
     return _collect(design, train, folds, outcomes, setup)
+
+
+def folds_from_assignment(groups: np.ndarray, fold_of_patient: Mapping[str, int]) -> list:
+    """(train, test) index pairs from a patient -> fold table (the split file shared with the train stage)."""
+    fold = pd.Series(groups).map(fold_of_patient)
+    if fold.isna().any():
+        missing = sorted(set(pd.Series(groups)[fold.isna()]))
+        raise ValueError(f"train patients {missing[:5]} have no CV fold in the split file: delete splits.json to "
+                         "re-split, or set cv.folds=fresh")
+    fold = fold.to_numpy(dtype=int)
+    return [(np.flatnonzero(fold != k), np.flatnonzero(fold == k)) for k in np.unique(fold)]
 
 
 def encode_labels(labels: pd.Series, classes: list[str]) -> np.ndarray:

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from scipy.stats import rankdata
-from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.base import BaseEstimator
 from sklearn.feature_selection import SelectorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
@@ -17,22 +17,24 @@ CORRELATION_METHODS = ("spearman", "pearson")
 class ICCFilter(SelectorMixin, BaseEstimator):
     """Keep features whose inter-reader ICC is >= `threshold`.
 
-    `icc_table`: a DataFrame (or the path of extract's icc.parquet) with columns `feature` and `icc`. A feature
+    `icc_table`: a DataFrame (or the path of extract's icc.parquet) with a `feature` column and the ICC in
+    `icc_column` (default `icc`; e.g. `icc3_1` for ICC(3,1) where the table carries several types). A feature
     matches a table row by its full name or by its name without the block prefix (`rad__glcm_X` ~ `glcm_X`).
     Features absent from the table are dropped unless `keep_missing` (the conservative choice: unproven
     reliability is no reliability).
     """
 
     def __init__(self, icc_table: pd.DataFrame | str | Path | None = None, threshold: float = 0.8,
-                 keep_missing: bool = False):
+                 keep_missing: bool = False, icc_column: str = "icc"):
         self.icc_table = icc_table
+        self.icc_column = icc_column
         self.threshold = threshold
         self.keep_missing = keep_missing
 
     def fit(self, X, y=None) -> "ICCFilter":
         validate_data(self, X, ensure_all_finite="allow-nan")
         names = getattr(self, "feature_names_in_", np.array([f"x{i}" for i in range(self.n_features_in_)]))
-        icc = _icc_lookup(self.icc_table)
+        icc = _icc_lookup(self.icc_table, self.icc_column)
         values = np.array([icc.get(n, icc.get(str(n).split("__", 1)[-1], np.nan)) for n in names], dtype=float)
         self.icc_ = values
         self.support_ = np.where(np.isnan(values), self.keep_missing, values >= self.threshold)
@@ -47,7 +49,7 @@ class ICCFilter(SelectorMixin, BaseEstimator):
         return self.support_
 
 
-def _icc_lookup(table: pd.DataFrame | str | Path | None) -> dict[str, float]:
+def _icc_lookup(table: pd.DataFrame | str | Path | None, column: str) -> dict[str, float]:
     if table is None:
         return {}
     if not isinstance(table, pd.DataFrame):
@@ -56,10 +58,11 @@ def _icc_lookup(table: pd.DataFrame | str | Path | None) -> dict[str, float]:
             raise FileNotFoundError(f"ICC table {path} does not exist: run extract with mask2 in the manifest, "
                                     "or drop the ICC step (block.icc=null)")
         table = pd.read_parquet(path)
-    missing = {"feature", "icc"} - set(table.columns)
+    missing = {"feature", column} - set(table.columns)
     if missing:
-        raise ValueError(f"ICC table lacks column(s) {sorted(missing)}; expected 'feature' and 'icc'")
-    return dict(zip(table["feature"].astype(str), table["icc"].astype(float)))
+        raise ValueError(f"ICC table lacks column(s) {sorted(missing)} (it has {list(table.columns)}): set the ICC "
+                         "filter's icc_column to one of its ICC columns, e.g. blocks.rad.icc.icc_column=icc3_1")
+    return dict(zip(table["feature"].astype(str), table[column].astype(float)))
 
 
 class CorrelationFilter(SelectorMixin, BaseEstimator):
