@@ -67,9 +67,9 @@ class LassoSelector(SelectorMixin, BaseEstimator):
         return np.geomspace(lambda_max, lambda_max * self.lambda_ratio, self.n_lambdas)
 
     def _model(self) -> LogisticRegression:
-        solver = "liblinear" if len(self.classes_) == 2 else "saga"
-        return LogisticRegression(l1_ratio=1.0, solver=solver, max_iter=self.max_iter, tol=self.tol,
-                                  random_state=self.random_state, warm_start=solver == "saga")
+        # saga leaves the intercept unpenalised (liblinear would shrink it too, shifting lambda_max)
+        return LogisticRegression(l1_ratio=1.0, solver="saga", max_iter=self.max_iter, tol=self.tol,
+                                  random_state=self.random_state, warm_start=True)
 
     def _fit_path(self, X: np.ndarray, y: np.ndarray, lambdas: np.ndarray) -> list[LogisticRegression]:
         """One fit per lambda, strongest penalty first, warm-started along the path."""

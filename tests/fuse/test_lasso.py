@@ -1,0 +1,89 @@
+"""LASSO selector: planted signal, multinomial any-class rule, lambda grid, patient grouping, pruning."""
+
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+
+from radfuse.fuse.lasso import LassoSelector
+
+FAST = dict(n_splits=5, n_lambdas=10)
+
+
+def _planted(n=150, p=30, classes=2, seed=0):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, classes, n)
+    X = rng.normal(size=(n, p))
+    X[:, 0] += 1.5 * (y == 1)
+    if classes > 2:
+        X[:, 1] += 1.5 * (y == 2)  # informative only for class 2 vs the rest
+    return X, y
+
+
+def test_binary_selects_the_planted_feature_and_drops_most_noise():
+    X, y = _planted()
+    selector = LassoSelector(**FAST).fit(X, y)
+    assert selector.get_support()[0]
+    assert selector.get_support()[1:].sum() < 15  # lambda.min admits some noise, never most of it
+    assert abs(selector.coef_[0, 0]) > 2 * np.abs(selector.coef_[0, 1:]).max()
+    assert selector.coef_.shape == (1, 30) and selector.rad_score(X).shape == (150,)
+
+
+def test_multiclass_keeps_a_feature_informative_for_a_single_class():
+    X, y = _planted(n=240, classes=3, seed=1)
+    selector = LassoSelector(**FAST).fit(X, y)
+    assert selector.get_support()[:2].all()
+    assert selector.coef_.shape == (3, 30) and selector.rad_score(X).shape == (240, 3)
+    assert selector.coef_path_.shape == (len(selector.lambdas_), 3, 30)
+
+
+def test_first_lambda_is_the_smallest_that_zeroes_every_coefficient():
+    X, y = _planted(seed=2)
+    X = (X - X.mean(0)) / X.std(0)
+    selector = LassoSelector(**FAST, patience=None).fit(X, y)
+    lam = selector.lambdas_[0]
+    # independent check with sklearn at C = 1 / (lambda n): just above lambda_max nothing enters, below it does
+    fit = lambda scale: LogisticRegression(l1_ratio=1.0, solver="saga", C=1 / (scale * lam * len(y)), tol=1e-8,
+                                           max_iter=10000).fit(X, y)
+    assert np.all(fit(1.02).coef_ == 0)
+    assert np.any(fit(0.9).coef_ != 0)
+    assert np.abs(selector.coef_path_[0]).max() < 1e-8  # exactly at lambda_max: zero up to rounding
+
+
+def test_chosen_lambda_minimises_the_mean_cv_loss():
+    X, y = _planted(seed=3)
+    selector = LassoSelector(**FAST).fit(X, y)
+    assert selector.lambda_ == selector.lambdas_[np.argmin(selector.cv_loss_.mean(axis=0))]
+    assert selector.cv_loss_.shape == (5, len(selector.lambdas_))
+
+
+def test_inner_cv_never_splits_a_patient(monkeypatch):
+    X, y = _planted(n=120, seed=4)
+    groups = np.repeat(np.arange(40), 3)
+    y = y[::3].repeat(3)
+    seen = []
+    original = LassoSelector._held_out_loss
+
+    def spy(self, model, X_, y_, train, test, lam):
+        seen.append((set(groups[train]), set(groups[test])))
+        return original(self, model, X_, y_, train, test, lam)
+
+    monkeypatch.setattr(LassoSelector, "_held_out_loss", spy)
+    LassoSelector(**FAST).fit(X, y, groups=groups)
+    assert seen and all(not (train & test) for train, test in seen)
+
+
+def test_pruning_keeps_one_of_two_correlated_informative_features():
+    X, y = _planted(seed=5)
+    X = np.hstack([X, X[:, [0]] + 0.1 * np.random.default_rng(0).normal(size=(150, 1))])
+    unpruned = LassoSelector(**FAST, random_state=1).fit(X, y).get_support()
+    pruned = LassoSelector(**FAST, random_state=1, prune_above=0.5).fit(X, y).get_support()
+    assert unpruned[[0, 30]].sum() >= 1
+    assert pruned[[0, 30]].sum() == 1
+    kept = np.flatnonzero(pruned)
+    r = np.corrcoef(X[:, kept], rowvar=False)
+    assert np.all(np.abs(r[np.triu_indices(len(kept), 1)]) <= 0.5)
+
+
+def test_refuses_a_single_class():
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        LassoSelector().fit(np.ones((10, 2)), np.zeros(10))
