@@ -32,7 +32,7 @@ class ICCFilter(SelectorMixin, BaseEstimator):
         self.keep_missing = keep_missing
 
     def fit(self, X, y=None) -> "ICCFilter":
-        validate_data(self, X, ensure_all_finite="allow-nan")
+        validate_data(self, X)
         names = getattr(self, "feature_names_in_", np.array([f"x{i}" for i in range(self.n_features_in_)]))
         icc = _icc_lookup(self.icc_table, self.icc_column)
         values = np.array([icc.get(n, icc.get(str(n).split("__", 1)[-1], np.nan)) for n in names], dtype=float)

@@ -47,15 +47,18 @@ class LassoSelector(SelectorMixin, BaseEstimator):
         check_classification_targets(y)
         self.classes_ = np.unique(y)
         if len(self.classes_) < 2:
-            raise ValueError("LassoSelector needs at least 2 classes in y")
+            raise ValueError("y has one class; LassoSelector needs at least 2 classes")
         self.lambdas_ = self._lambda_grid(X, y)
         groups = np.arange(len(y)) if groups is None else np.asarray(groups)
         self.cv_loss_ = self._cv_loss(X, y, groups)
         self.lambdas_ = self.lambdas_[: self.cv_loss_.shape[1]]  # the path stops where the CV stopped
         self.lambda_ = float(self.lambdas_[int(np.argmin(self.cv_loss_.mean(axis=0)))])
-        self.coef_path_, self.intercept_path_ = self._path(X, y)
+        fits = self._fit_path(X, y, self.lambdas_)
+        self.coef_path_ = np.stack([f.coef_ for f in fits])
+        self.intercept_path_ = np.stack([f.intercept_ for f in fits])
         best = int(np.flatnonzero(self.lambdas_ == self.lambda_)[0])
         self.coef_, self.intercept_ = self.coef_path_[best], self.intercept_path_[best]
+        self.n_iter_ = int(np.max(fits[best].n_iter_))
         self.support_ = self._select(X, self.coef_)
         return self
 
@@ -106,10 +109,6 @@ class LassoSelector(SelectorMixin, BaseEstimator):
             model.fit(X[train], y[train])
         return log_loss(y[test], model.predict_proba(X[test]), labels=model.classes_)
 
-    def _path(self, X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        fits = self._fit_path(X, y, self.lambdas_)
-        return np.stack([f.coef_ for f in fits]), np.stack([f.intercept_ for f in fits])
-
     def _select(self, X: np.ndarray, coef: np.ndarray) -> np.ndarray:
         strength = np.abs(coef).max(axis=0)
         support = strength > 0
@@ -137,6 +136,7 @@ def _snapshot(model: LogisticRegression) -> LogisticRegression:
     """A frozen copy of the fitted state (the warm-started model is refit in place)."""
     copy = LogisticRegression()
     copy.coef_, copy.intercept_, copy.classes_ = model.coef_.copy(), model.intercept_.copy(), model.classes_
+    copy.n_iter_ = model.n_iter_.copy()
     return copy
 
 
