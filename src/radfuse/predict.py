@@ -33,11 +33,8 @@ def load_model(run_dir: str | Path) -> dict:
     return joblib.load(path)
 
 
-def model_input(table: pd.DataFrame, required: list[str], categorical: list[str] = (),
-                source: str = "the table") -> pd.DataFrame:
-    """The design frame the pipeline expects: required columns (site/clinical under their manifest names)."""
-    if KEY_COLUMN not in table.columns:
-        raise FeatureMismatch(f"{source} has no {KEY_COLUMN!r} column")
+def _resolve(table: pd.DataFrame, required: list[str]) -> tuple[dict[str, str], list[str]]:
+    """(renames from manifest names to design names, the required columns that are missing, user-facing)."""
     renames, missing = {}, []
     for column in required:
         alias = next((column[len(p):] for p in ALIAS_PREFIXES if column.startswith(p)), None)
@@ -47,11 +44,25 @@ def model_input(table: pd.DataFrame, required: list[str], categorical: list[str]
             renames[alias] = column
         else:
             missing.append(alias or column)
+    return renames, missing
+
+
+def check_columns(table: pd.DataFrame, required: list[str], source: str = "the table") -> None:
+    """Refuse a table lacking any column the model needs, naming every missing one."""
+    if KEY_COLUMN not in table.columns:
+        raise FeatureMismatch(f"{source} has no {KEY_COLUMN!r} column")
+    missing = _resolve(table, required)[1]
     if missing:
         raise FeatureMismatch(f"{source} lacks {len(missing)} column(s) the model was trained on: "
                               f"{missing[:20]}{' ...' if len(missing) > 20 else ''}; extract them with the same "
                               "settings as the training run")
-    frame = table.rename(columns=renames).set_index(KEY_COLUMN)
+
+
+def model_input(table: pd.DataFrame, required: list[str], categorical: list[str] = (),
+                source: str = "the table") -> pd.DataFrame:
+    """The design frame the pipeline expects: required columns (site/clinical under their manifest names)."""
+    check_columns(table, required, source)
+    frame = table.rename(columns=_resolve(table, required)[0]).set_index(KEY_COLUMN)
     frame.index = frame.index.astype(str)
     for column in (f"{CLINICAL_BLOCK}__{c}" for c in categorical):
         if column in frame.columns:
@@ -63,10 +74,14 @@ def score(model: dict, table: pd.DataFrame, feature_sets: list[str] | None = Non
           source: str = "the table") -> pd.DataFrame:
     """Class probabilities and predicted class of every ROI for each feature set's winning pipeline."""
     classes = list(model["classes"])
+    feature_sets = feature_sets or list(model["pipelines"])
+    unknown = [fs for fs in feature_sets if fs not in model["pipelines"]]
+    if unknown:
+        raise ValueError(f"feature set(s) {unknown} are not in the model; it has {list(model['pipelines'])}")
+    needed = list(dict.fromkeys(c for fs in feature_sets for c in model["feature_columns"][fs]))
+    check_columns(table, needed, source)  # one message naming everything missing, for every feature set
     frames = []
-    for fs in feature_sets or list(model["pipelines"]):
-        if fs not in model["pipelines"]:
-            raise ValueError(f"feature set {fs!r} is not in the model; it has {list(model['pipelines'])}")
+    for fs in feature_sets:
         X = model_input(table, model["feature_columns"][fs], model.get("categorical_clinical", []), source)
         proba = model["pipelines"][fs].predict_proba(X)
         frame = pd.DataFrame({KEY_COLUMN: X.index, "feature_set": fs, "model": model["winners"][fs],

@@ -118,3 +118,10 @@ def test_fitted_steps_see_training_folds_only():
     assert _Recorder.seen and all(not (fit & others) for fit in _Recorder.seen)  # never internal/external
     fold_fits = [fit for fit in _Recorder.seen if fit != everything]
     assert fold_fits and all(len(fit) < len(everything) for fit in fold_fits)
+
+
+def test_nested_cv_reports_an_outer_estimate():
+    design = small_design(n_classes=2, n_rois=90, n_rad=8, n_deep=4, n_informative=2)
+    setup = small_setup(["0", "1"], nested_splits=2, classifiers=[lr_spec({"C": [1.0]})])
+    metrics = run_fusion(design, setup).metrics["feature_sets"]["rad"]["classifiers"]["lr"]
+    assert 0.6 < metrics["nested_cv_macro_auc"] <= 1.0
