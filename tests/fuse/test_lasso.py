@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
+import radfuse.fuse.lasso as lasso_module
 from radfuse.fuse.lasso import LassoSelector
 
 FAST = dict(n_splits=5, n_lambdas=10)
@@ -61,15 +62,16 @@ def test_inner_cv_never_splits_a_patient(monkeypatch):
     groups = np.repeat(np.arange(40), 3)
     y = y[::3].repeat(3)
     seen = []
-    original = LassoSelector._held_out_loss
 
-    def spy(self, model, X_, y_, train, test, lam):
-        seen.append((set(groups[train]), set(groups[test])))
-        return original(self, model, X_, y_, train, test, lam)
+    class Recording(lasso_module.StratifiedGroupKFold):
+        def split(self, X_, y_, groups_):
+            for train, test in super().split(X_, y_, groups_):
+                seen.append((set(groups[train]), set(groups[test])))
+                yield train, test
 
-    monkeypatch.setattr(LassoSelector, "_held_out_loss", spy)
+    monkeypatch.setattr(lasso_module, "StratifiedGroupKFold", Recording)
     LassoSelector(**FAST).fit(X, y, groups=groups)
-    assert seen and all(not (train & test) for train, test in seen)
+    assert len(seen) == 5 and all(not (train & test) for train, test in seen)
 
 
 def test_pruning_keeps_one_of_two_correlated_informative_features():
@@ -87,3 +89,18 @@ def test_pruning_keeps_one_of_two_correlated_informative_features():
 def test_refuses_a_single_class():
     with pytest.raises(ValueError, match="one class"):
         LassoSelector().fit(np.ones((10, 2)), np.zeros(10))
+
+
+@pytest.mark.parametrize("classes", [2, 3])
+def test_screened_path_equals_the_unscreened_solution(classes):
+    """The strong-rule screening must not change the answer: compare with sklearn on all features."""
+    X, y = _planted(n=150, p=25, classes=classes, seed=6)
+    X = (X - X.mean(0)) / X.std(0)
+    tight = dict(l1_ratio=1.0, solver="saga", tol=1e-9, max_iter=100000)
+    path = lasso_module._Path(LogisticRegression(**tight, warm_start=True), X, y, np.unique(y))
+    lambdas = np.geomspace(0.3, 0.01, 6)
+    for lam in lambdas:
+        coef, intercept, _ = path.step(lam)
+    direct = LogisticRegression(**tight, C=1 / (lambdas[-1] * len(y))).fit(X, y)
+    np.testing.assert_allclose(coef, direct.coef_, atol=1e-4)
+    np.testing.assert_allclose(intercept, direct.intercept_, atol=1e-4)

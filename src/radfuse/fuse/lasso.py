@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+from scipy.special import expit, softmax
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.feature_selection import SelectorMixin
@@ -53,12 +54,13 @@ class LassoSelector(SelectorMixin, BaseEstimator):
         self.cv_loss_ = self._cv_loss(X, y, groups)
         self.lambdas_ = self.lambdas_[: self.cv_loss_.shape[1]]  # the path stops where the CV stopped
         self.lambda_ = float(self.lambdas_[int(np.argmin(self.cv_loss_.mean(axis=0)))])
-        fits = self._fit_path(X, y, self.lambdas_)
-        self.coef_path_ = np.stack([f.coef_ for f in fits])
-        self.intercept_path_ = np.stack([f.intercept_ for f in fits])
+        path = _Path(self._model(), X, y, self.classes_)
+        fits = [path.step(lam) for lam in self.lambdas_]
+        self.coef_path_ = np.stack([coef for coef, _, _ in fits])
+        self.intercept_path_ = np.stack([intercept for _, intercept, _ in fits])
         best = int(np.flatnonzero(self.lambdas_ == self.lambda_)[0])
         self.coef_, self.intercept_ = self.coef_path_[best], self.intercept_path_[best]
-        self.n_iter_ = int(np.max(fits[best].n_iter_))
+        self.n_iter_ = fits[best][2]
         self.support_ = self._select(X, self.coef_)
         return self
 
@@ -78,17 +80,6 @@ class LassoSelector(SelectorMixin, BaseEstimator):
         return LogisticRegression(l1_ratio=1.0, solver="saga", max_iter=self.max_iter, tol=self.tol,
                                   random_state=self.random_state, warm_start=True)
 
-    def _fit_path(self, X: np.ndarray, y: np.ndarray, lambdas: np.ndarray) -> list[LogisticRegression]:
-        """One fit per lambda, strongest penalty first, warm-started along the path."""
-        model, fits = self._model(), []
-        with warnings.catch_warnings():
-            # the weakest penalties of the grid may not converge within max_iter; they are rarely chosen
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            for lam in lambdas:
-                model.set_params(C=1.0 / (lam * len(y)))
-                fits.append(_snapshot(model.fit(X, y)))
-        return fits
-
     def _cv_loss(self, X: np.ndarray, y: np.ndarray, groups: np.ndarray) -> np.ndarray:
         """Held-out log loss, fold x lambda. All folds walk the path together and stop `patience` lambdas after
         the mean loss last improved (glmnet-style early stop: the weak-penalty end is the slow, overfit one)."""
@@ -97,21 +88,18 @@ class LassoSelector(SelectorMixin, BaseEstimator):
             raise ValueError("LassoSelector: every class needs at least 2 rows for cross-validation")
         cv = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=self.random_state)
         folds = list(cv.split(X, y, groups))
-        models = [self._model() for _ in folds]
+        paths = [_Path(self._model(), X[train], y[train], self.classes_) for train, _ in folds]
         columns: list[list[float]] = []
         for lam in self.lambdas_:
-            columns.append([self._held_out_loss(m, X, y, train, test, lam) for m, (train, test) in zip(models, folds)])
+            columns.append([self._held_out_loss(path, lam, X[test], y[test]) for path, (_, test) in zip(paths, folds)])
             means = np.mean(columns, axis=1)
             if self.patience is not None and len(means) - 1 - int(np.argmin(means)) >= self.patience:
                 break
         return np.asarray(columns).T
 
-    def _held_out_loss(self, model, X, y, train, test, lam) -> float:
-        model.set_params(C=1.0 / (lam * len(train)))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            model.fit(X[train], y[train])
-        return log_loss(y[test], model.predict_proba(X[test]), labels=model.classes_)
+    def _held_out_loss(self, path: "_Path", lam: float, X_test: np.ndarray, y_test: np.ndarray) -> float:
+        coef, intercept, _ = path.step(lam)
+        return log_loss(y_test, _proba(X_test, coef, intercept), labels=self.classes_)
 
     def _select(self, X: np.ndarray, coef: np.ndarray) -> np.ndarray:
         strength = np.abs(coef).max(axis=0)
@@ -136,12 +124,62 @@ class LassoSelector(SelectorMixin, BaseEstimator):
         return score.ravel() if score.shape[1] == 1 else score
 
 
-def _snapshot(model: LogisticRegression) -> LogisticRegression:
-    """A frozen copy of the fitted state (the warm-started model is refit in place)."""
-    copy = LogisticRegression()
-    copy.coef_, copy.intercept_, copy.classes_ = model.coef_.copy(), model.intercept_.copy(), model.classes_
-    copy.n_iter_ = model.n_iter_.copy()
-    return copy
+class _Path:
+    """Walks one L1-logistic regularisation path (strongest penalty first), warm-started and screened by the
+    sequential strong rule (Tibshirani et al. 2012): each lambda is fitted on the features that can enter, then
+    the KKT conditions of the full problem are checked on all others and violators are added and refitted, so
+    the solution is that of the full problem while the solver only sees the few candidate features."""
+
+    def __init__(self, model: LogisticRegression, X: np.ndarray, y: np.ndarray, classes: np.ndarray):
+        self.model, self.X, self.classes = model, X, classes
+        self.target = (y[:, None] == classes[None, :]).astype(float)
+        if len(classes) == 2:
+            self.target = self.target[:, 1:]  # binary: one coefficient row, for classes[1]
+        self.y = y
+        self.coef = np.zeros((self.target.shape[1], X.shape[1]))
+        self.intercept = np.zeros(self.target.shape[1])
+        self.previous: float | None = None
+
+    def step(self, lam: float) -> tuple[np.ndarray, np.ndarray, int]:
+        grad = np.abs(self._gradient()).max(axis=0)
+        previous = lam if self.previous is None else self.previous
+        candidates = (grad >= 2 * lam - previous) | (np.abs(self.coef).max(axis=0) > 0)
+        candidates[int(np.argmax(grad))] = True
+        while True:
+            n_iter = self._fit_subset(np.flatnonzero(candidates), lam)
+            violators = ~candidates & (np.abs(self._gradient()).max(axis=0) > lam * 1.01)  # 1 %: solver tolerance
+            if not violators.any():
+                break
+            candidates |= violators
+        self.previous = lam
+        return self.coef.copy(), self.intercept.copy(), n_iter
+
+    def _fit_subset(self, columns: np.ndarray, lam: float) -> int:
+        model = self.model.set_params(C=1.0 / (lam * len(self.y)))
+        if model.warm_start:  # saga: start from the previous lambda's solution restricted to these columns
+            model.coef_, model.intercept_ = self.coef[:, columns].copy(), self.intercept.copy()
+        with warnings.catch_warnings():
+            # the weakest penalties of the grid may not converge within max_iter; they are rarely chosen
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            model.fit(self.X[:, columns], self.y)
+        self.coef = np.zeros_like(self.coef)
+        self.coef[:, columns] = model.coef_
+        self.intercept = np.asarray(model.intercept_, dtype=float).reshape(self.intercept.shape)
+        return int(np.max(model.n_iter_))
+
+    def _gradient(self) -> np.ndarray:
+        """Gradient of the mean log loss w.r.t. the coefficients: (P - Y)^T X / n."""
+        return (_proba(self.X, self.coef, self.intercept, full=False) - self.target).T @ self.X / len(self.y)
+
+
+def _proba(X: np.ndarray, coef: np.ndarray, intercept: np.ndarray, full: bool = True) -> np.ndarray:
+    """Class probabilities of an L1-logistic fit: sigmoid for one coefficient row (binary), softmax otherwise.
+    With full=False the binary case returns only P(classes[1])."""
+    scores = X @ coef.T + intercept
+    if coef.shape[0] == 1:
+        positive = expit(scores)
+        return np.hstack([1 - positive, positive]) if full else positive
+    return softmax(scores, axis=1)
 
 
 def _prune_correlated(X: np.ndarray, support: np.ndarray, strength: np.ndarray, limit: float) -> np.ndarray:
