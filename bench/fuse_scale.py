@@ -121,6 +121,11 @@ def main() -> None:
     print(f"ROIs {args.rois} (train {int((design.cohorts == 'train').sum())}), rad {args.rad}, deep {args.deep}, "
           f"classifiers {len(setup.classifiers)}, feature sets {list(setup.feature_sets)}, n_jobs {args.n_jobs}")
     print(f"wall time {wall:.0f} s ({wall / 60:.1f} min); peak RSS (process tree) {memory.peak / 2**30:.2f} GiB")
+    n_folds = sum(c.startswith("split") and c.endswith("_test_score") for c in result.cv_results.columns)
+    fit_seconds = result.cv_results.mean_fit_time * n_folds
+    per_clf = result.cv_results.assign(s=fit_seconds).groupby("classifier").s.sum().sort_values(ascending=False)
+    print("grid-search fit seconds per classifier (summed over candidates, folds, feature sets; cache hits are "
+          "cheap):", ", ".join(f"{k} {v:.0f}" for k, v in per_clf.items()))
     for fs, m in result.metrics["feature_sets"].items():
         print(f"  {fs:8s} winner {m['winner']:10s} CV macro AUC {m['cv_macro_auc']:.3f}  "
               f"external macro AUC {m['external_macro_auc']:.3f}")

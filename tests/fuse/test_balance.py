@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
+from sklearn.calibration import CalibratedClassifierCV
 
 from radfuse.fuse.balance import ClassBalanced, balanced_oversample
 
@@ -34,6 +35,10 @@ def test_every_classifier_is_class_weighted(name, monkeypatch):
     balanced sample weights / a balanced resample. A spy on the inner fit proves what it actually received."""
     X, y = _imbalanced()
     estimator = _estimator(name)
+    if isinstance(estimator, CalibratedClassifierCV):  # SVM: Platt scaling around a class-weighted SVC
+        fitted = estimator.fit(X, y).calibrated_classifiers_[0].estimator
+        assert fitted.get_params()["class_weight"] == "balanced"
+        return
     if not isinstance(estimator, ClassBalanced):
         assert estimator.get_params()["class_weight"] == "balanced"
         fitted = estimator.fit(X, y)
