@@ -1,0 +1,66 @@
+"""What every report section reads: the predictions, the metrics computed once, and where outputs go."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from radfuse.evaluate import metrics
+from radfuse.evaluate.html import FigureSink
+
+
+def model_label(key: tuple[str, str]) -> str:
+    return f"{key[0]}/{key[1]}"
+
+
+@dataclass
+class ReportContext:
+    run_dir: Path
+    predictions: pd.DataFrame
+    classes: list[str]
+    manifest: pd.DataFrame | None
+    clinical: list[str]
+    extras: dict
+    figures: FigureSink
+    n_resamples: int = 1000
+    seed: int = 0
+    model_metrics: dict[str, dict] = field(default_factory=dict)
+    selected: list[tuple[str, str]] = field(default_factory=list)
+    out: dict = field(default_factory=dict)  # becomes metrics.json
+
+    def sets(self, key: tuple[str, str]) -> dict[str, pd.DataFrame]:
+        return metrics.evaluation_sets(metrics.model_rows(self.predictions, *key))
+
+    def arrays(self, frame: pd.DataFrame) -> metrics.CaseArrays:
+        return metrics.CaseArrays.from_rows(frame, self.classes)
+
+    def macro_auc(self, key: tuple[str, str], set_name: str) -> float:
+        entry = self.model_metrics[model_label(key)]["sets"].get(set_name, {})
+        value = entry.get("overall", {}).get("macro_auc", {}).get("estimate")
+        return -np.inf if value is None else value
+
+
+def select_models(ctx: ReportContext) -> list[tuple[str, str]]:
+    """Best model per feature set by out-of-fold macro AUC (the training data's choice, never a test set's).
+
+    The fitting stage may name its own winners (extras['winners'] = {feature_set: model}); without out-of-fold
+    rows every model is kept, in table order.
+    """
+    keys = metrics.model_keys(ctx.predictions)
+    winners = [(str(fs), str(m)) for fs, m in (ctx.extras.get("winners") or {}).items()]
+    if winners:
+        unknown = [w for w in winners if w not in keys]
+        if unknown:
+            raise ValueError(f"extras['winners'] names {unknown}, absent from the predictions' (feature_set, model) "
+                             f"pairs {keys}")
+        return winners
+    if not any(metrics.OOF_SET in ctx.sets(k) for k in keys):
+        return keys
+    best: dict[str, tuple[str, str]] = {}
+    for key in keys:
+        if key[0] not in best or ctx.macro_auc(key, metrics.OOF_SET) > ctx.macro_auc(best[key[0]], metrics.OOF_SET):
+            best[key[0]] = key
+    return list(best.values())

@@ -1,0 +1,129 @@
+"""Matplotlib figures of the report (headless: Agg backend). Each function returns a Figure."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from sklearn.metrics import auc, roc_curve  # noqa: E402
+
+from radfuse.evaluate.calibration import reliability_curve  # noqa: E402
+
+
+def roc_figure(labels, probs: np.ndarray, classes: list[str], title: str):
+    """One-vs-rest ROC per class, plus micro and macro (interpolated mean) averages."""
+    labels = np.asarray(labels).astype(str)
+    truth = labels[:, None] == np.asarray(classes)[None, :]
+    fig, ax = plt.subplots(figsize=(5, 5))
+    grid, tprs, aucs = np.linspace(0, 1, 201), [], []
+    for k, c in enumerate(classes):
+        if truth[:, k].all() or not truth[:, k].any():
+            continue
+        fpr, tpr, _ = roc_curve(truth[:, k], probs[:, k])
+        tprs.append(np.interp(grid, fpr, tpr))
+        aucs.append(auc(fpr, tpr))
+        ax.plot(fpr, tpr, lw=1.5, label=f"class {c} (AUC {aucs[-1]:.3f})")
+    if len(classes) > 2 and tprs:
+        fpr, tpr, _ = roc_curve(truth.ravel(), probs.ravel())
+        ax.plot(fpr, tpr, ls=":", color="black", label=f"micro-average (AUC {auc(fpr, tpr):.3f})")
+        # the curve is the vertical mean of the class curves; the label quotes the mean of the class AUCs,
+        # the macro AUC of the tables (the two differ slightly through interpolation)
+        ax.plot(grid, np.mean(tprs, axis=0), ls="--", color="grey",
+                label=f"macro-average (AUC {np.mean(aucs):.3f})")
+    ax.plot([0, 1], [0, 1], color="lightgrey", lw=1)
+    ax.set(xlabel="1 - specificity", ylabel="sensitivity", title=title, xlim=(0, 1), ylim=(0, 1.01))
+    ax.legend(loc="lower right", fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def decision_curve_figure(curves: dict[str, pd.DataFrame], class_name: str, title: str):
+    """Net benefit of each model against threshold, with treat-all and treat-none."""
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    any_curve = None
+    for model, frame in curves.items():
+        frame = frame[frame["class"] == class_name]
+        ax.plot(frame["threshold"], frame["net_benefit"], lw=1.5, label=model)
+        any_curve = frame
+    if any_curve is not None:
+        ax.plot(any_curve["threshold"], any_curve["treat_all"], color="grey", lw=1, label="treat all")
+        ax.axhline(0, color="black", lw=1, label="treat none")
+        top = max(any_curve["treat_all"].max(), max(f["net_benefit"].max() for f in curves.values()), 0.05)
+        ax.set_ylim(-0.05, top * 1.1)
+    ax.set(xlabel="threshold probability", ylabel="net benefit", title=title, xlim=(0, 1))
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def calibration_figure(labels, probs: np.ndarray, classes: list[str], title: str, n_bins: int | None = None):
+    """Reliability curve per class (quantile bins; by default about 10 cases per bin, 3 to 10 bins)."""
+    labels = np.asarray(labels).astype(str)
+    n_bins = n_bins or int(np.clip(len(labels) // 10, 3, 10))
+    fig, ax = plt.subplots(figsize=(5, 5))
+    targets = classes[-1:] if len(classes) == 2 else classes
+    for c in targets:
+        k = classes.index(c)
+        curve = reliability_curve(labels == c, probs[:, k], n_bins=n_bins)
+        ax.plot(curve["mean_predicted"], curve["observed"], marker="o", ms=3, label=f"class {c}")
+    ax.plot([0, 1], [0, 1], color="lightgrey", lw=1, ls="--")
+    ax.set(xlabel="predicted probability", ylabel="observed frequency", title=title, xlim=(0, 1), ylim=(0, 1))
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def confusion_figure(matrix: np.ndarray, classes: list[str], title: str):
+    matrix = np.asarray(matrix)
+    fig, ax = plt.subplots(figsize=(0.8 * len(classes) + 2, 0.8 * len(classes) + 1.5))
+    ax.imshow(matrix, cmap="Blues")
+    for i in range(len(classes)):
+        for j in range(len(classes)):
+            colour = "white" if matrix[i, j] > matrix.max() / 2 else "black"
+            ax.text(j, i, str(matrix[i, j]), ha="center", va="center", color=colour)
+    ax.set_xticks(range(len(classes)), classes)
+    ax.set_yticks(range(len(classes)), classes)
+    ax.set(xlabel="predicted", ylabel="true", title=title)
+    fig.tight_layout()
+    return fig
+
+
+def interval_figure(frame: pd.DataFrame, label: str, value: str, low: str, high: str, xlabel: str, title: str,
+                    reference: float | None = None):
+    """Forest plot: one row per entry with its estimate and CI (classifier comparison, DeLong differences)."""
+    frame = frame.reset_index(drop=True)
+    fig, ax = plt.subplots(figsize=(6, 0.35 * len(frame) + 1.5))
+    y = np.arange(len(frame))[::-1]
+    err = np.vstack([frame[value] - frame[low], frame[high] - frame[value]]).clip(min=0)
+    ax.errorbar(frame[value], y, xerr=err, fmt="o", color="tab:blue", capsize=3)
+    if reference is not None:
+        ax.axvline(reference, color="grey", lw=1, ls="--")
+    ax.set_yticks(y, frame[label])
+    ax.set(xlabel=xlabel, title=title)
+    fig.tight_layout()
+    return fig
+
+
+def lasso_path_figure(path: pd.DataFrame, chosen_lambda: float | None, title: str = "LASSO path"):
+    """Coefficient paths against log(lambda) (index = lambda, one column per feature)."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for column in path.columns:
+        ax.plot(np.log10(path.index.to_numpy(dtype=float)), path[column], lw=0.8)
+    if chosen_lambda:
+        ax.axvline(np.log10(chosen_lambda), color="black", ls="--", lw=1, label=f"chosen lambda {chosen_lambda:.3g}")
+        ax.legend(fontsize=7)
+    ax.set(xlabel="log10(lambda)", ylabel="coefficient", title=title)
+    fig.tight_layout()
+    return fig
+
+
+def coefficient_figure(coefs: pd.Series, title: str = "selected features"):
+    coefs = coefs[coefs != 0].sort_values()
+    fig, ax = plt.subplots(figsize=(6, 0.3 * len(coefs) + 1.5))
+    ax.barh([str(i) for i in coefs.index], coefs.to_numpy(), color=np.where(coefs > 0, "tab:red", "tab:blue"))
+    ax.set(xlabel="coefficient", title=title)
+    fig.tight_layout()
+    return fig

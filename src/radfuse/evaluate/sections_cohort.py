@@ -1,0 +1,100 @@
+"""Cohorts, Table 1 and the combined clinical + rad-score model with its nomogram."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from radfuse.data.manifest import COHORTS
+from radfuse.evaluate import delong, metrics, nomogram, table1
+from radfuse.evaluate.context import ReportContext, model_label
+from radfuse.evaluate.html import Section, figure_row, format_p
+
+
+def cohort_section(ctx: ReportContext) -> Section:
+    section = Section("cohorts", "Cohorts and baseline characteristics (Table 1)")
+    refit = ctx.predictions.drop_duplicates("case_id")
+    counts = pd.crosstab(refit["cohort"].astype(str), refit["label"].astype(str)).reindex(
+        columns=ctx.classes, fill_value=0).rename_axis(index="cohort", columns=None)
+    counts = counts.loc[sorted(counts.index, key=_cohort_order)]
+    counts["patients"] = refit.groupby(refit["cohort"].astype(str))["patient_id"].nunique()
+    section.table(counts.reset_index(), "cases per cohort and class")
+    ctx.out["cohorts"] = counts.to_dict(orient="index")
+    if ctx.manifest is None:
+        section.unavailable("Table 1 needs the manifest (pass --manifest or manifest=)")
+        return section
+    missing = [c for c in ctx.clinical if c not in ctx.manifest]
+    clinical = [c for c in ctx.clinical if c in ctx.manifest]
+    if missing:
+        section.text(f"clinical columns not in the manifest, left out: {missing}")
+    if not clinical:
+        section.unavailable("no clinical columns declared (clinical_columns / --clinical)")
+        return section
+    patients = ctx.manifest.drop_duplicates("patient_id")  # one row per patient: ROIs would repeat a patient
+    tables = {}
+    if "cohort" in patients and patients["cohort"].nunique() > 1:
+        tables["by cohort"] = table1.baseline_table(patients, clinical, "cohort")
+    in_train = patients["cohort"].astype(str) == "train" if "cohort" in patients else pd.Series(False)
+    train = patients[in_train] if in_train.any() else patients  # no 'train' cohort: compare classes overall
+    tables["by class (training cohort)"] = table1.baseline_table(train, clinical, "label")
+    for name, table in tables.items():
+        shown = table.assign(p_value=table["p_value"].map(format_p))
+        section.table(shown, f"Table 1 {name}")
+    ctx.out["table1"] = {k: t.replace({np.nan: None}).to_dict(orient="records") for k, t in tables.items()}
+    ctx.out["baseline_significant"] = table1.significant_variables(tables["by class (training cohort)"])
+    return section
+
+
+def nomogram_section(ctx: ReportContext) -> Section:
+    section = Section("nomogram", "Combined model and nomogram")
+    # the best selected model by out-of-fold macro AUC supplies the rad-score
+    key = max(ctx.selected, key=lambda k: ctx.macro_auc(k, metrics.OOF_SET)) if ctx.selected else None
+    sets = ctx.sets(key) if key else {}
+    if metrics.OOF_SET not in sets:
+        section.unavailable("needs out-of-fold training predictions to fit the combined model without leakage")
+        return section
+    clinical = list(ctx.out.get("baseline_significant", []))
+    section.text(f"Logistic regression on the rad-score (logit of the out-of-fold probability of "
+                 f"{model_label(key)}) plus clinical variables that differ between classes at baseline "
+                 f"(p < 0.05 in Table 1): {clinical or 'none'}; fitted on the training cohort.")
+    if ctx.manifest is None:
+        section.text("no manifest: the combined model holds the rad-score only")
+    manifest = ctx.manifest if ctx.manifest is not None else pd.DataFrame({"case_id": ctx.predictions["case_id"]})
+    targets = ctx.classes[-1:] if len(ctx.classes) == 2 else ctx.classes
+    tags, results = [], {}
+    for c in targets:
+        train = nomogram.combined_inputs(sets[metrics.OOF_SET], manifest, c, clinical)
+        model = nomogram.fit_combined(train, (train["label"].astype(str) == c).to_numpy(), ["rad_score", *clinical])
+        results[c] = {"coefficients": model.coef, "intercept": model.intercept,
+                      "auc": _combined_aucs(model, sets, manifest, c, clinical)}
+        title = f"class {c} vs rest" if len(ctx.classes) > 2 else f"class {c}"
+        tags.append(ctx.figures.embed(nomogram.plot_nomogram(nomogram.build_nomogram(model), title), f"nomogram_{c}",
+                                      wide=True))
+    section.table(pd.DataFrame([{"class": c, **{f"AUC {s}": _fmt(v) for s, v in r["auc"].items()}}
+                                for c, r in results.items()]), "combined-model AUC (DeLong 95% CI)")
+    section.table(pd.DataFrame([{"class": c, "intercept": r["intercept"], **r["coefficients"]}
+                                for c, r in results.items()]), "coefficients (raw scale)")
+    section.blocks.append(figure_row(tags))
+    ctx.out["combined_model"] = {"model": model_label(key), "clinical": clinical, "per_class": results}
+    return section
+
+
+def _combined_aucs(model, sets, manifest, class_name, clinical) -> dict:
+    out = {}
+    for name, frame in sets.items():
+        data = nomogram.combined_inputs(frame, manifest, class_name, clinical)
+        complete = data[["rad_score", *clinical]].notna().all(axis=1)
+        y = (data.loc[complete, "label"].astype(str) == class_name).to_numpy()
+        try:
+            out[name] = list(delong.auc_ci(y, model.predict_proba(data[complete])))
+        except ValueError:
+            out[name] = [None, None, None]
+    return out
+
+
+def _cohort_order(name: str) -> tuple[int, str]:
+    return (COHORTS.index(name) if name in COHORTS else len(COHORTS), name)
+
+
+def _fmt(v: list) -> str:
+    return "n/a" if v[0] is None else f"{v[0]:.3f} ({v[1]:.3f}-{v[2]:.3f})"

@@ -1,0 +1,140 @@
+"""Selected features (LASSO), SHAP, Grad-CAM overlays, and the exact configuration and package versions."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from radfuse.artifacts import package_versions, write_parquet
+from radfuse.evaluate import figures, shap_explain
+from radfuse.evaluate.context import ReportContext, model_label
+from radfuse.evaluate.html import Section, figure_row
+
+SHAP_TABLE = "shap_values.parquet"
+LASSO_KEYS = ("path", "coefs", "lambda")
+
+
+def _path_frames(path) -> dict[str, pd.DataFrame]:
+    """LASSO path(s) as frames indexed by lambda, one per class for a multi-class (lambdas, classes, features)
+    path: a DataFrame already, or {'lambdas', 'coefs', 'features'[, 'classes']}."""
+    if isinstance(path, pd.DataFrame):
+        return {"": path}
+    if not (isinstance(path, dict) and {"lambdas", "coefs"} <= path.keys()):
+        return {}
+    lambdas, coefs = np.asarray(path["lambdas"], dtype=float), np.asarray(path["coefs"], dtype=float)
+    if coefs.ndim == 2:
+        coefs = coefs if coefs.shape[0] == len(lambdas) else coefs.T
+        return {"": pd.DataFrame(coefs, index=lambdas, columns=path.get("features"))}
+    classes = path.get("classes") or [str(k) for k in range(coefs.shape[1])]
+    return {f"class {c}": pd.DataFrame(coefs[:, k, :], index=lambdas, columns=path.get("features"))
+            for k, c in enumerate(classes)}
+
+
+def _coefficient_frame(coefs, features=None, classes=None) -> pd.DataFrame:
+    """Coefficients as features x (one column, or one column per class). Accepts a DataFrame, a mapping
+    feature -> coefficient, or an sklearn-style (classes, features) / (features,) array with `features`."""
+    if isinstance(coefs, pd.DataFrame):
+        return coefs.astype(float)
+    if isinstance(coefs, np.ndarray) and features is not None:
+        matrix = np.atleast_2d(coefs).astype(float)
+        columns = list(classes) if classes is not None and len(classes) == len(matrix) else None
+        if len(matrix) == 1:
+            columns = ["coefficient"]
+        return pd.DataFrame(matrix.T, index=list(features), columns=columns or [str(k) for k in range(len(matrix))])
+    return pd.Series(coefs, dtype=float).to_frame("coefficient")
+
+
+def features_section(ctx: ReportContext) -> Section:
+    section = Section("features", "Selected features (LASSO)")
+    lasso = ctx.extras.get("lasso")
+    if not lasso:
+        section.unavailable("the fitting stage passed no LASSO results (extras['lasso'])")
+        return section
+    blocks = {"": lasso} if any(k in lasso for k in LASSO_KEYS) else lasso  # one LASSO, or one per feature set
+    ctx.out["lasso"] = {}
+    for name, entry in blocks.items():
+        tags, chosen, label = [], entry.get("lambda"), name or "model"
+        for part, frame in _path_frames(entry.get("path")).items():
+            title = " ".join(filter(None, ["LASSO path", name, part]))
+            fig = figures.lasso_path_figure(frame, chosen, title)
+            tags.append(ctx.figures.embed(fig, f"lasso_path_{label}_{part}"))
+        if entry.get("coefs") is not None:
+            path = entry.get("path") if isinstance(entry.get("path"), dict) else {}
+            coefs = _coefficient_frame(entry["coefs"], entry.get("features", path.get("features")),
+                                       entry.get("classes", path.get("classes")))
+            kept = coefs[(coefs != 0).any(axis=1)]
+            section.table(kept.rename_axis("feature").reset_index(),
+                          f"{name} selected features and rad-score coefficients (lambda = {chosen})".strip())
+            for column in coefs.columns:
+                tags.append(ctx.figures.embed(figures.coefficient_figure(coefs[column], f"{name} {column}".strip()),
+                                              f"lasso_coefficients_{label}_{column}"))
+            ctx.out["lasso"][label] = {"lambda": chosen, "coefficients": kept.to_dict(orient="index")}
+        section.blocks.append(figure_row(tags))
+    return section
+
+
+def shap_section(ctx: ReportContext) -> Section:
+    section = Section("shap", "SHAP explanations of the final model")
+    pipelines, X_train = ctx.extras.get("pipelines") or {}, ctx.extras.get("X_train") or {}
+    candidates = [k for k in ctx.selected if k[0] in pipelines and k[0] in X_train]
+    if not candidates:
+        section.unavailable("needs a fitted pipeline and its training features (extras 'pipelines' and 'X_train')")
+        return section
+    tables = []
+    for key in candidates:
+        try:
+            result = shap_explain.explain_pipeline(pipelines[key[0]], X_train[key[0]], ctx.classes, seed=ctx.seed)
+        except Exception as err:  # an unsupported classifier must not take the whole report down
+            section.unavailable(f"{model_label(key)}: SHAP failed ({type(err).__name__}: {err})")
+            continue
+        section.blocks.append(_shap_figures(ctx, key, result))
+        tables.append(result.table().assign(feature_set=key[0], model=key[1]))
+        ctx.out.setdefault("shap", {})[model_label(key)] = {
+            "explainer": result.explainer, "output": result.output, "n_cases": len(result.case_ids),
+            "mean_abs": result.mean_abs().to_dict(orient="index")}
+    if tables:
+        write_parquet(ctx.run_dir / SHAP_TABLE, pd.concat(tables, ignore_index=True))
+        section.text(f"SHAP values of every explained case are in {SHAP_TABLE}.")
+    return section
+
+
+def _shap_figures(ctx: ReportContext, key, result: shap_explain.ShapResult) -> str:
+    label = model_label(key)
+    tags = [ctx.figures.embed(shap_explain.plot_global_bar(result), f"shap_bar_{label}")]
+    tags += [ctx.figures.embed(shap_explain.plot_beeswarm(result, k), f"shap_beeswarm_{label}_{c}")
+             for k, c in enumerate(result.classes)]
+    truth = dict(zip(ctx.predictions["case_id"].astype(str), ctx.predictions["label"].astype(str)))
+    for k, cases in shap_explain.decision_cases(result, truth).items():
+        tags.append(ctx.figures.embed(shap_explain.plot_decision(result, k, cases),
+                                      f"shap_decision_{label}_{result.classes[k]}"))
+    head = (f"<h3>{label}</h3><p>{result.explainer} explainer, {len(result.case_ids)} training cases, values "
+            f"in {result.output} units.</p>")
+    return head + figure_row(tags)
+
+
+def gradcam_section(ctx: ReportContext) -> Section:
+    section = Section("gradcam", "Grad-CAM overlays")
+    paths = [Path(p) for p in ctx.extras.get("gradcam") or []]
+    present = [p for p in paths if p.is_file()]
+    if not present:
+        section.unavailable("no train run linked to this report (extras 'gradcam' holds no existing PNG)")
+        return section
+    section.blocks.append(figure_row([ctx.figures.embed_file(p) for p in present]))
+    return section
+
+
+def provenance_section(ctx: ReportContext) -> Section:
+    section = Section("provenance", "Configuration and package versions")
+    config = ctx.extras.get("config")
+    if config:
+        section.pre(yaml.safe_dump(json.loads(json.dumps(config, default=str)), sort_keys=False))
+    else:
+        section.unavailable("no configuration passed (extras 'config')")
+    versions = ctx.extras.get("versions") or package_versions()
+    section.table(pd.DataFrame(sorted(versions.items()), columns=["package", "version"]))
+    ctx.out["config"], ctx.out["versions"] = config, versions
+    return section

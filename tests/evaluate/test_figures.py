@@ -1,0 +1,66 @@
+"""Every report figure renders headless (Agg) and writes a non-empty PNG."""
+
+import io
+
+import matplotlib
+import numpy as np
+import pandas as pd
+import pytest
+
+from radfuse.evaluate import dca, figures
+
+CLASSES = ["0", "1", "2"]
+
+
+def _png_size(fig) -> int:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    return len(buffer.getvalue())
+
+
+@pytest.fixture
+def sample():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, 90)
+    logits = rng.normal(size=(90, 3)) + 1.5 * np.eye(3)[labels]
+    probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    return labels.astype(str), probs
+
+
+def test_backend_is_headless():
+    assert matplotlib.get_backend().lower() == "agg"
+
+
+def test_all_figures_render(sample):
+    labels, probs = sample
+    curves = {"m": dca.decision_curves(labels, probs, CLASSES)}
+    frame = pd.DataFrame({"name": ["a", "b"], "v": [0.7, 0.8], "lo": [0.6, 0.7], "hi": [0.8, 0.9]})
+    path = pd.DataFrame(np.cumsum(np.random.default_rng(1).normal(size=(20, 4)), 0),
+                        index=np.logspace(-3, 0, 20), columns=list("wxyz"))
+    made = [
+        figures.roc_figure(labels, probs, CLASSES, "roc"),
+        figures.decision_curve_figure(curves, "1", "dca"),
+        figures.calibration_figure(labels, probs, CLASSES, "cal"),
+        figures.confusion_figure(np.array([[5, 1, 0], [2, 6, 1], [0, 1, 7]]), CLASSES, "cm"),
+        figures.interval_figure(frame, "name", "v", "lo", "hi", "AUC", "forest", reference=0.5),
+        figures.lasso_path_figure(path, 0.01),
+        figures.coefficient_figure(pd.Series({"a": 0.5, "b": -0.2, "c": 0.0})),
+    ]
+    for fig in made:
+        assert _png_size(fig) > 2000
+
+
+def test_roc_figure_has_class_and_average_curves(sample):
+    labels, probs = sample
+    legend = [t.get_text() for t in figures.roc_figure(labels, probs, CLASSES, "x").axes[0].get_legend().texts]
+    assert sum(t.startswith("class") for t in legend) == 3
+    assert any(t.startswith("micro") for t in legend) and any(t.startswith("macro") for t in legend)
+
+
+def test_roc_legend_quotes_the_tables_macro_auc(sample):
+    from sklearn.metrics import roc_auc_score
+
+    labels, probs = sample
+    legend = [t.get_text() for t in figures.roc_figure(labels, probs, CLASSES, "x").axes[0].get_legend().texts]
+    macro = roc_auc_score(labels, probs, multi_class="ovr", average="macro")
+    assert f"macro-average (AUC {macro:.3f})" in legend
