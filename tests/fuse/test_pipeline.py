@@ -125,3 +125,16 @@ def test_nested_cv_reports_an_outer_estimate():
     setup = small_setup(["0", "1"], nested_splits=2, classifiers=[lr_spec({"C": [1.0]})])
     metrics = run_fusion(design, setup).metrics["feature_sets"]["rad"]["classifiers"]["lr"]
     assert 0.6 < metrics["nested_cv_macro_auc"] <= 1.0
+
+
+def test_report_inputs_carry_the_final_lasso_of_each_winner():
+    from radfuse.fuse.experiment import report_inputs
+
+    design = small_design(n_classes=3, n_rois=90, n_rad=8, n_deep=4, n_informative=2)
+    result = run_fusion(design, small_setup(["0", "1", "2"], classifiers=[lr_spec({"C": [1.0]})]))
+    extras = report_inputs(result, design)
+    lasso = extras["lasso"]["rad"]
+    assert lasso["coefs"].shape == (3, len(lasso["features"]))
+    assert lasso["path"]["coefs"].shape == (len(lasso["path"]["lambdas"]), 3, len(lasso["features"]))
+    assert lasso["lambda"] in lasso["path"]["lambdas"]
+    assert (extras["X_train"]["rad"].index == design.X.index[design.cohorts == "train"]).all()

@@ -171,3 +171,20 @@ def _cv_table(outcome: SearchOutcome, feature_set: str) -> pd.DataFrame:
     table.insert(0, "classifier", outcome.name)
     table.insert(0, "feature_set", feature_set)
     return table
+
+
+def report_inputs(result: FusionResult, design: Design) -> dict[str, Any]:
+    """The `extras` radfuse.evaluate.report.build_report takes: winners' pipelines, their untransformed training
+    features, grid-search results and, per feature set, the final LASSO's path, coefficients and lambda."""
+    train = design.rows((design.cohorts == TRAIN_COHORT).to_numpy())
+    lasso = {}
+    for fs, pipeline in result.model["pipelines"].items():
+        selector = pipeline.named_steps.get("lasso")
+        if selector is not None:
+            names = list(selector.feature_names_in_)
+            lasso[fs] = {"path": {"lambdas": selector.lambdas_, "coefs": selector.coef_path_, "features": names},
+                         "coefs": selector.coef_, "features": names, "classes": result.model["classes"],
+                         "lambda": selector.lambda_}
+    return {"pipelines": result.model["pipelines"], "winners": result.model["winners"],
+            "X_train": {fs: train.X[cols] for fs, cols in result.model["feature_columns"].items()},
+            "cv_results": result.cv_results, "lasso": lasso, "versions": result.model["versions"]}
