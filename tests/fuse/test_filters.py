@@ -25,6 +25,8 @@ def test_icc_filter_names_the_missing_column_and_refuses_to_keep_nothing(tmp_pat
         ICCFilter(str(path)).fit(X)
     with pytest.raises(ValueError, match="kept no feature"):
         ICCFilter(str(path), icc_column="icc3_1").fit(X)
+    with pytest.raises(ValueError, match="blocks.rad.icc=null"):
+        ICCFilter(pd.DataFrame(columns=["feature", "icc"])).fit(X)
 
 
 @pytest.mark.parametrize("method, reference", [("spearman", spearmanr), ("pearson", pearsonr)])

@@ -38,6 +38,9 @@ class ICCFilter(SelectorMixin, BaseEstimator):
         values = np.array([icc.get(n, icc.get(str(n).split("__", 1)[-1], np.nan)) for n in names], dtype=float)
         self.icc_ = values
         self.support_ = np.where(np.isnan(values), self.keep_missing, values >= self.threshold)
+        if not icc and not self.keep_missing:
+            raise ValueError("the ICC table is empty (no mask2 in the manifest?): drop the ICC step "
+                             "(blocks.rad.icc=null) or give extract a second reader's masks")
         if not self.support_.any():
             raise ValueError(f"ICCFilter kept no feature at threshold {self.threshold} ({np.isfinite(values).sum()} "
                              "of the features have an ICC): check that icc.parquet belongs to this feature table, "
