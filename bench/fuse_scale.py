@@ -91,8 +91,8 @@ def setup_from_config(icc_path: Path, n_jobs: int, feature_sets: list[str], clas
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("fuse", overrides=[f"icc_table={icc_path}", f"n_jobs={n_jobs}"])
     names = classifiers or list(cfg.classifiers)
-    specs = [ClassifierSpec(n, instantiate(cfg.classifiers[n].estimator), OmegaConf.to_container(cfg.classifiers[n].grid))
-             for n in names]
+    specs = [ClassifierSpec(n, instantiate(cfg.classifiers[n].estimator),
+                            OmegaConf.to_container(cfg.classifiers[n].grid)) for n in names]
     sets = {fs: list(cfg.feature_sets[fs]) for fs in feature_sets}
     blocks = {b: instantiate(cfg.blocks[b]) for b in {b for v in sets.values() for b in v}}
     return FusionSetup(classes=["0", "1", "2"], blocks=blocks, feature_sets=sets, final=instantiate(cfg.final),

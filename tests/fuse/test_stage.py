@@ -77,7 +77,8 @@ def test_stage_writes_every_output_and_predict_scores_new_rois(tmp_path):
     refit = predictions[(predictions.split == "refit")]
     for fs in ("rad", "fused+clinical"):
         ours = scored[scored.feature_set == fs].set_index("case_id")["prob__1"]
-        theirs = refit[(refit.feature_set == fs) & (refit.model == model["winners"][fs])].set_index("case_id")["prob__1"]
+        rows = refit[(refit.feature_set == fs) & (refit.model == model["winners"][fs])]
+        theirs = rows.set_index("case_id")["prob__1"]
         np.testing.assert_allclose(ours.loc[theirs.index], theirs, atol=1e-9)
 
     # A table that lacks columns is refused, naming them.

@@ -167,7 +167,8 @@ def _eb_site_effect(standardised: np.ndarray, tol: float) -> _SiteEffect:
         sum2 = ((standardised - gamma_new) ** 2).sum(axis=0)
         delta_new = (0.5 * sum2 + b_prior) / (n / 2.0 + a_prior - 1.0)
         # signed denominator, exactly as sva's R code and neuroCombat (a negative gamma never blocks stopping)
-        change = max(np.max(np.abs(gamma_new - gamma_old) / gamma_old), np.max(np.abs(delta_new - delta_old) / delta_old))
+        change = max(np.max(np.abs(gamma_new - gamma_old) / gamma_old),
+                     np.max(np.abs(delta_new - delta_old) / delta_old))
         gamma_old, delta_old = gamma_new, delta_new
         if not change > tol:  # `not >` also stops on NaN, exactly like neuroCombat's `while change > conv`
             break

@@ -119,7 +119,8 @@ def _collect(design: Design, train: Design, folds, outcomes, setup: FusionSetup)
         "classes": setup.classes,
         "pipelines": {fs: per_clf[metrics["feature_sets"][fs]["winner"]].search.best_estimator_
                       for fs, per_clf in outcomes.items()},
-        "candidates": {fs: {c: o.search.best_estimator_ for c, o in per_clf.items()} for fs, per_clf in outcomes.items()},
+        "candidates": {fs: {c: o.search.best_estimator_ for c, o in per_clf.items()}
+                       for fs, per_clf in outcomes.items()},
         "winners": {fs: m["winner"] for fs, m in metrics["feature_sets"].items()},
         "feature_columns": {fs: list(design.X.columns[_used_columns(setup, fs, design.X.columns)])
                             for fs in outcomes},

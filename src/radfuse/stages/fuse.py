@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -12,8 +11,8 @@ import pandas as pd
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from radfuse.artifacts import METRICS_FILE, MODEL_FILE, PREDICTIONS_TABLE, atomic_path, fuse_dir, write_csv, \
-    write_json, write_parquet
+from radfuse.artifacts import (METRICS_FILE, MODEL_FILE, PREDICTIONS_TABLE, atomic_path, fuse_dir, write_csv,
+                               write_json, write_parquet)
 from radfuse.data.manifest import COHORT
 from radfuse.fuse.combat import ComBat
 from radfuse.fuse.design import META_PREFIX, Design, block_table, design_frame
@@ -21,7 +20,6 @@ from radfuse.fuse.experiment import FusionResult, FusionSetup, run_fusion
 from radfuse.fuse.search import ClassifierSpec
 from radfuse.stages.common import Cohort, load_cohort, save_run_config
 
-log = logging.getLogger(__name__)
 CV_RESULTS_FILE = "cv_results.csv"
 
 
