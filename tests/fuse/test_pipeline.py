@@ -2,6 +2,7 @@
 
 import numpy as np
 import pandas as pd
+import pytest
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.feature_selection import SelectKBest, f_classif
 from sklearn.linear_model import LogisticRegression
@@ -137,3 +138,12 @@ def test_report_inputs_carry_the_final_lasso_of_each_winner():
     assert lasso["path"]["coefs"].shape == (len(lasso["path"]["lambdas"]), 3, len(lasso["features"]))
     assert lasso["lambda"] in lasso["path"]["lambdas"]
     assert (extras["X_train"]["rad"].index == design.X.index[design.cohorts == "train"]).all()
+
+
+def test_a_single_roi_from_an_unseen_site_is_refused_before_training():
+    design = small_design(n_classes=2, n_rois=60, n_rad=6, n_deep=4)
+    external = np.flatnonzero((design.cohorts == "external").to_numpy())
+    keep = np.ones(len(design.X), bool)
+    keep[external[1:]] = False  # one external ROI left: its site (C) cannot be estimated from one row
+    with pytest.raises(ValueError, match=r"'C'.*unseen_site=reference"):
+        run_fusion(design.rows(keep), small_setup(["0", "1"]))

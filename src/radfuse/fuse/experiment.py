@@ -12,6 +12,7 @@ import pandas as pd
 from joblib import Memory
 
 from radfuse.artifacts import PREDICTION_COLUMNS, package_versions, prob_columns
+from radfuse.fuse.combat import ComBat
 from radfuse.fuse.design import Design
 from radfuse.fuse.pipeline import Steps, fusion_pipeline
 from radfuse.fuse.search import ClassifierSpec, SearchOutcome, macro_auc, mean_ci, patient_folds, search_classifier
@@ -53,6 +54,7 @@ def run_fusion(design: Design, setup: FusionSetup) -> FusionResult:
     if not train_mask.any():
         raise ValueError("no ROI has cohort 'train' in the manifest: fuse trains on the train cohort")
     train = design.rows(train_mask)
+    _check_unseen_sites(design, train_mask, setup)
     y = encode_labels(train.labels, setup.classes)
     groups = train.patients.to_numpy()
     folds = (patient_folds(y, groups, setup.n_splits, setup.seed) if setup.fold_of_patient is None
@@ -76,6 +78,19 @@ def folds_from_assignment(groups: np.ndarray, fold_of_patient: Mapping[str, int]
                          "re-split, or set cv.folds=fresh")
     fold = fold.to_numpy(dtype=int)
     return [(np.flatnonzero(fold != k), np.flatnonzero(fold == k)) for k in np.unique(fold)]
+
+
+def _check_unseen_sites(design: Design, train_mask: np.ndarray, setup: FusionSetup) -> None:
+    """Fail before hours of grid search, not after, if ComBat cannot harmonise a site absent from training."""
+    combats = [step for steps in setup.blocks.values() for step in steps.values() if isinstance(step, ComBat)]
+    counts = design.sites[~train_mask].value_counts()
+    unseen = counts[~counts.index.isin(set(design.sites[train_mask]))]
+    for step in combats:
+        few = unseen[unseen < step.min_unseen_rows] if step.unseen_site == "estimate" else unseen
+        if step.unseen_site != "reference" and len(few):
+            raise ValueError(f"site(s) {dict(few)} (ROI counts) are not in the train cohort and ComBat "
+                             f"(unseen_site={step.unseen_site!r}) cannot harmonise them: set "
+                             "blocks.<block>.combat.unseen_site=reference, or move some of their cases to training")
 
 
 def encode_labels(labels: pd.Series, classes: list[str]) -> np.ndarray:
@@ -145,6 +160,7 @@ def _classifier_metrics(outcome: SearchOutcome, design: Design, y_all, proba_all
     low, high = mean_ci(outcome.fold_aucs)
     cohorts = {c: macro_auc(y_all[m], proba_all[m], k)
                for c in pd.unique(design.cohorts) for m in [(design.cohorts == c).to_numpy()]}
+    cohorts = {c: None if np.isnan(v) else v for c, v in cohorts.items()}  # JSON has no NaN
     return {"cv_macro_auc": outcome.cv_auc, "cv_fold_aucs": outcome.fold_aucs.tolist(), "cv_ci95": [low, high],
             "best_params": {k_: _plain(v) for k_, v in outcome.search.best_params_.items()},
             "nested_cv_macro_auc": None if outcome.nested_fold_aucs is None
