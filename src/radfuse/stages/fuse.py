@@ -64,6 +64,9 @@ def build_design(cfg: DictConfig, cohort: Cohort, blocks: dict[str, Any]) -> Des
     covariates = sorted({c.removeprefix(META_PREFIX) for steps in blocks.values() for step in steps.values()
                          if isinstance(step, ComBat) for c in step.covariates})
     clinical = list(cohort.clinical) if "clinical" in blocks else []
+    if "clinical" in blocks and not clinical:
+        raise ValueError("a feature set uses the clinical block but data.clinical declares no column: declare them "
+                         "(data.clinical.age=numeric ...) or drop that feature set (~feature_sets.fused+clinical)")
     categorical = [c for c, kind in cohort.clinical.items() if kind == "categorical"]
     frame = cohort.frame.assign(**{COHORT: cohort.splits.cohort_of(cohort.frame)})
     return design_frame(frame, tables, clinical=clinical, covariates=covariates, categorical=categorical)
