@@ -66,6 +66,9 @@ def test_stage_writes_every_output_and_predict_scores_new_rois(tmp_path):
     assert len(pd.read_csv(run_dir / "cv_results.csv")) == 8  # 4 feature sets x 2 classifiers x 1 candidate
     model = joblib.load(run_dir / "model.joblib")
     assert model["classes"] == ["0", "1"] and "scikit-learn" in model["versions"]
+    fused = model["pipelines"]["fused"]
+    pipelines = [fused, *fused.named_steps["blocks"].named_transformers_.values()]
+    assert all(p.memory is None for p in pipelines if hasattr(p, "memory"))  # no link to the deleted cache
     assert "rad__original_f11" not in model["pipelines"]["rad"][:-1].get_feature_names_out()  # ICC 0.5: dropped
     assert (run_dir / "config.yaml").is_file()
 

@@ -10,6 +10,7 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 from joblib import Memory
+from sklearn.pipeline import Pipeline
 
 from radfuse.artifacts import PREDICTION_COLUMNS, package_versions, prob_columns
 from radfuse.fuse.combat import ComBat
@@ -65,8 +66,18 @@ def run_fusion(design: Design, setup: FusionSetup) -> FusionResult:
                     for fs, blocks in setup.feature_sets.items()}
     for per_clf in outcomes.values():  # the on-disk cache is gone; fitted models must not point at it
         for outcome in per_clf.values():
-            outcome.search.best_estimator_.set_params(memory=None)
+            _forget_memory(outcome.search.best_estimator_)
     return _collect(design, train, folds, outcomes, setup)
+
+
+def _forget_memory(estimator: Any) -> None:
+    """Set `memory=None` on a fitted Pipeline and every Pipeline nested in it (ColumnTransformer blocks)."""
+    if isinstance(estimator, Pipeline):
+        estimator.memory = None
+        for _, step in estimator.steps:
+            _forget_memory(step)
+    for _, fitted, _ in getattr(estimator, "transformers_", []):
+        _forget_memory(fitted)
 
 
 def folds_from_assignment(groups: np.ndarray, fold_of_patient: Mapping[str, int]) -> list:
@@ -96,7 +107,7 @@ def _check_unseen_sites(design: Design, train_mask: np.ndarray, setup: FusionSet
 def encode_labels(labels: pd.Series, classes: list[str]) -> np.ndarray:
     unknown = sorted(set(labels) - set(classes))
     if unknown:
-        raise ValueError(f"labels {unknown} are not among the configured classes {classes}: fix fuse.classes")
+        raise ValueError(f"labels {unknown} are not among the configured classes {classes}: fix data.classes")
     return labels.map({c: i for i, c in enumerate(classes)}).to_numpy(dtype=int)
 
 
