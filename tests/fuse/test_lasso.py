@@ -104,3 +104,15 @@ def test_screened_path_equals_the_unscreened_solution(classes):
     direct = LogisticRegression(**tight, C=1 / (lambdas[-1] * len(y))).fit(X, y)
     np.testing.assert_allclose(coef, direct.coef_, atol=1e-4)
     np.testing.assert_allclose(intercept, direct.intercept_, atol=1e-4)
+
+
+def test_when_nothing_is_selected_the_first_feature_to_enter_is_kept():
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(60, 15))
+    X = (X - X.mean(0)) / X.std(0)
+    y = rng.permutation(np.repeat([0, 1], 30))
+    selector = LassoSelector(n_splits=5, n_lambdas=3, lambda_ratio=0.9).fit(X, y)
+    assert np.all(selector.coef_ == 0)  # precondition: on this draw the CV picks the all-zero end
+    # at beta = 0 the first feature to enter is the one most correlated with y (standardised X)
+    expected = np.argmax([abs(np.corrcoef(X[:, j], y)[0, 1]) for j in range(15)])
+    assert list(np.flatnonzero(selector.get_support())) == [expected]

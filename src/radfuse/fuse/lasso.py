@@ -61,15 +61,18 @@ class LassoSelector(SelectorMixin, BaseEstimator):
         best = int(np.flatnonzero(self.lambdas_ == self.lambda_)[0])
         self.coef_, self.intercept_ = self.coef_path_[best], self.intercept_path_[best]
         self.n_iter_ = fits[best][2]
-        self.support_ = self._select(X, self.coef_)
+        self.support_ = self._select(X, y, self.coef_)
         return self
 
     def _lambda_grid(self, X: np.ndarray, y: np.ndarray) -> np.ndarray:
         """Log grid from the smallest lambda that zeroes every coefficient (closed form at beta = 0) downwards."""
-        onehot = (y[:, None] == self.classes_[None, :]).astype(float)
-        gradient = X.T @ (onehot - onehot.mean(axis=0)) / len(y)
-        lambda_max = max(np.abs(gradient).max(), 1e-12)
+        lambda_max = max(self._null_gradient(X, y).max(), 1e-12)
         return np.geomspace(lambda_max, lambda_max * self.lambda_ratio, self.n_lambdas)
+
+    def _null_gradient(self, X: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Per feature, the largest |gradient| of the mean log loss at beta = 0 (intercepts fitted)."""
+        onehot = (y[:, None] == self.classes_[None, :]).astype(float)
+        return np.abs(X.T @ (onehot - onehot.mean(axis=0)) / len(X)).max(axis=1)
 
     def _model(self) -> LogisticRegression:
         if len(self.classes_) == 2:
@@ -101,13 +104,11 @@ class LassoSelector(SelectorMixin, BaseEstimator):
         coef, intercept, _ = path.step(lam)
         return log_loss(y_test, _proba(X_test, coef, intercept), labels=self.classes_)
 
-    def _select(self, X: np.ndarray, coef: np.ndarray) -> np.ndarray:
+    def _select(self, X: np.ndarray, y: np.ndarray, coef: np.ndarray) -> np.ndarray:
         strength = np.abs(coef).max(axis=0)
         support = strength > 0
         if not support.any():
-            entered = np.abs(self.coef_path_).max(axis=1) > 0  # lambda x feature
-            first = entered.any(axis=1).argmax()
-            support[np.abs(self.coef_path_[first]).max(axis=0).argmax()] = True
+            support[int(np.argmax(self._null_gradient(X, y)))] = True  # the feature that enters the path first
         if self.prune_above is not None:
             support = _prune_correlated(X, support, strength, self.prune_above)
         return support
