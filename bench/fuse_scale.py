@@ -99,6 +99,22 @@ def setup_from_config(icc_path: Path, n_jobs: int, feature_sets: list[str], clas
                        classifiers=specs, n_splits=5, seed=0, n_jobs=n_jobs)
 
 
+def time_rad_block(design, setup) -> None:
+    """One fit of the radiomics block on the whole train cohort, step by step (where the time goes)."""
+    train = design.rows((design.cohorts == "train").to_numpy())
+    X = train.X[[c for c in train.X.columns if c.startswith("rad__")] + ["meta__site"]]
+    y = train.labels.astype(int).to_numpy()
+    for name, step in setup.blocks["rad"].items():
+        if step is None:
+            continue
+        start = time.perf_counter()
+        if hasattr(step, "set_output"):
+            step.set_output(transform="pandas")
+        kwargs = {"groups": train.patients.to_numpy()} if name == "lasso" else {}
+        X = step.fit(X, y, **kwargs).transform(X)
+        print(f"  {name:7s} {time.perf_counter() - start:6.1f} s -> {X.shape[1]} features")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rois", type=int, default=1000)
@@ -107,6 +123,7 @@ def main() -> None:
     parser.add_argument("--n-jobs", type=int, default=2)
     parser.add_argument("--feature-sets", nargs="+", default=["rad", "deep", "fused"])
     parser.add_argument("--classifiers", nargs="+", default=None)
+    parser.add_argument("--rad-block-only", action="store_true", help="time one radiomics-block fit per step")
     args = parser.parse_args()
     manifest, tables, icc = synthetic_cohort(args.rois, args.rad, args.deep)
     with tempfile.TemporaryDirectory() as tmp:
@@ -114,6 +131,8 @@ def main() -> None:
         icc.to_parquet(icc_path)
         design = design_frame(manifest, {k: block_table(v, k) for k, v in tables.items()})
         setup = setup_from_config(icc_path, args.n_jobs, args.feature_sets, args.classifiers)
+        if args.rad_block_only:
+            return time_rad_block(design, setup)
         start = time.perf_counter()
         with PeakMemory() as memory:
             result = run_fusion(design, setup)
