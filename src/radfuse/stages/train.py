@@ -1,0 +1,204 @@
+"""train.py stage: manifest -> splits -> datamodule -> backbone (+ local weights) -> Lightning fit -> run folder.
+
+The run folder `<out>/train/<run>/` holds best.ckpt (best val macro AUC), last.ckpt, config.yaml, metrics.json,
+provenance.json and logs/metrics.csv (plus wandb/ with logger=wandb). This is the only module of the training
+path that reads a DictConfig; everything it builds takes plain objects.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from radfuse import artifacts
+from radfuse.data.datamodule import RadfuseDataModule
+from radfuse.models.module import MONITOR, RadfuseClassifier
+from radfuse.models.weight_formats import WeightsError
+from radfuse.models.weights import load_weights
+from radfuse.stages.common import Cohort, crop_config, exit_on_input_error, load_cohort, save_run_config
+
+log = logging.getLogger(__name__)
+
+LOADING_KEYS = ("weights", "weights_format", "strict", "inflate")
+PATH_KEYS = ("paths", "data.manifest", "data.demo", "model.weights", "ckpt_path")
+
+
+class TrainConfigError(ValueError):
+    """A configuration that cannot train (e.g. pretrained backbone named without a weights file)."""
+
+
+# ---------------------------------------------------------------------------------------------- building
+def build_datamodule(cfg: DictConfig, cohort: Cohort) -> RadfuseDataModule:
+    data = cfg.data
+    return RadfuseDataModule(
+        cohort.frame, cohort.splits, crop_config(data), cfg.paths.cache, cohort.classes,
+        batch_size=int(data.batch_size), num_workers=int(data.num_workers), fold=data.get("fold"),
+        augment=bool(data.get("augment", True)), seed=int(cfg.seed),
+    )
+
+
+def check_backbone_weights(cfg: DictConfig) -> None:
+    """A pretrained backbone named without a file must fail loudly, saying where to get one."""
+    if cfg.backbone.pretrained and not cfg.model.weights:
+        raise TrainConfigError(
+            f"backbone={cfg.backbone.name} needs a local weights file, and model.weights is not set. Such weights "
+            f"are published by {cfg.backbone.published_at}. Download the file, then run e.g. "
+            f"`python train.py backbone={cfg.backbone.name} model.weights=/path/to/file` "
+            f"(or backbone=scratch to train from random initialisation)."
+        )
+
+
+def build_model(cfg: DictConfig, datamodule: RadfuseDataModule) -> RadfuseClassifier:
+    module_cfg = OmegaConf.to_container(cfg.model, resolve=True)
+    loading = {key: module_cfg.pop(key) for key in LOADING_KEYS}
+    # partial first: Hydra would turn object arguments (a schedule dataclass) back into configs
+    make_model = instantiate(module_cfg, _partial_=True)
+    model = make_model(
+        spatial_dims=datamodule.spatial_dims, in_channels=datamodule.in_channels,
+        num_classes=datamodule.num_classes, classes=datamodule.classes, class_counts=datamodule.class_counts,
+        optimizer=instantiate(cfg.optimizer), scheduler=instantiate(cfg.scheduler),
+    )
+    if loading["weights"]:
+        report = load_weights(model.backbone, loading["weights"], weights_format=loading["weights_format"],
+                              strict=loading["strict"], inflate_mode=loading["inflate"])
+        print(f"[radfuse] {report.summary()}", flush=True)
+    return model
+
+
+def run_name(cfg: DictConfig) -> str:
+    """cfg.run, else the command-line overrides (one folder per sweep job, stable across re-runs)."""
+    if cfg.get("run"):
+        return str(cfg.run)
+    if HydraConfig.initialized():
+        overrides = HydraConfig.get().job.override_dirname
+        if overrides:
+            return re.sub(r"[^A-Za-z0-9=,._+-]", "_", overrides)
+    return "default"
+
+
+def loggable_config(cfg: DictConfig, share_paths: bool) -> dict[str, Any]:
+    """The resolved config for remote loggers, without paths unless the user opted in."""
+    container = OmegaConf.to_container(cfg, resolve=True)
+    if not share_paths:
+        for dotted in PATH_KEYS:
+            parent, _, leaf = dotted.rpartition(".")
+            node = container
+            for part in filter(None, parent.split(".")):
+                node = node.get(part, {}) if isinstance(node, dict) else {}
+            if isinstance(node, dict):
+                node.pop(leaf, None)
+    return container
+
+
+def build_loggers(cfg: DictConfig, run_dir: Path, run: str) -> list[Any]:
+    loggers = []
+    for key, logger_cfg in cfg.logger.items():
+        if not isinstance(logger_cfg, DictConfig) or "_target_" not in logger_cfg:
+            continue
+        extra: dict[str, Any] = {"save_dir": str(run_dir)}
+        if key == "wandb":
+            extra.update(name=run, config=loggable_config(cfg, bool(cfg.logger.get("share_paths", False))))
+        # partial: `config` is also the name of instantiate's own first parameter
+        loggers.append(instantiate(logger_cfg, _partial_=True)(**extra))
+    return loggers
+
+
+def build_callbacks(cfg: DictConfig, run_dir: Path) -> list[Any]:
+    callbacks = []
+    for key, callback_cfg in cfg.callbacks.items():
+        if callback_cfg is None:
+            continue
+        extra = {"dirpath": str(run_dir)} if key == "model_checkpoint" else {}
+        callbacks.append(instantiate(callback_cfg, **extra))
+    return callbacks
+
+
+def resolve_ckpt_path(cfg: DictConfig, run_dir: Path) -> str | None:
+    if cfg.ckpt_path in (None, ""):
+        return None
+    if cfg.ckpt_path == "last":
+        last = run_dir / "last.ckpt"
+        if not last.is_file():
+            raise FileNotFoundError(f"ckpt_path=last but {last} does not exist: train run {run_dir.name!r} first")
+        return str(last)
+    return str(cfg.ckpt_path)
+
+
+# ---------------------------------------------------------------------------------------------- outputs
+def collect_metrics(trainer: L.Trainer, run: str, datamodule: RadfuseDataModule, seconds: float) -> dict:
+    checkpoint = trainer.checkpoint_callback
+    best_score = getattr(checkpoint, "best_model_score", None)
+    best_path = getattr(checkpoint, "best_model_path", "") or ""
+    return {
+        "run": run,
+        "monitor": MONITOR,
+        "best_val_auc": None if best_score is None else float(best_score),
+        "best_checkpoint": Path(best_path).name if best_path else None,
+        "final": {k: float(v) for k, v in trainer.callback_metrics.items()},
+        "epochs_completed": int(trainer.current_epoch),
+        "global_step": int(trainer.global_step),
+        "train_seconds": round(seconds, 2),
+        "classes": datamodule.classes,
+        "train_class_counts": datamodule.class_counts,
+        "n_train": len(datamodule.frame("train")),
+        "n_val": len(datamodule.frame("val")),
+    }
+
+
+def run(cfg: DictConfig) -> float | None:
+    """Train one model as configured; return the best validation macro AUC (for Hydra sweepers)."""
+    L.seed_everything(cfg.seed, workers=True)
+    check_backbone_weights(cfg)  # before any data work: a missing weights file is the cheapest error to report
+    cohort = load_cohort(cfg)
+    datamodule = build_datamodule(cfg, cohort)
+    model = build_model(cfg, datamodule)
+    run = run_name(cfg)
+    run_dir = artifacts.train_dir(cfg.paths.out, run)
+    loggers = build_loggers(cfg, run_dir, run)
+    trainer = instantiate(cfg.trainer, logger=loggers, callbacks=build_callbacks(cfg, run_dir),
+                          default_root_dir=str(run_dir))
+    if trainer.is_global_zero:
+        save_run_config(cfg, run_dir, {"manifest": cohort.manifest_path})
+    started = time.perf_counter()
+    try:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=resolve_ckpt_path(cfg, run_dir))
+    finally:
+        if "wandb" in sys.modules:  # one W&B run per sweep job, even when a job fails
+            sys.modules["wandb"].finish()
+    metrics = collect_metrics(trainer, run, datamodule, time.perf_counter() - started)
+    if trainer.is_global_zero:
+        artifacts.write_json(run_dir / artifacts.METRICS_FILE, metrics)
+        log.info("run folder %s: best val macro AUC %s", run_dir, metrics["best_val_auc"])
+        print(f"[radfuse] train: {run_dir} (best val macro AUC {metrics['best_val_auc']})", flush=True)
+    return metrics["best_val_auc"]
+
+
+@exit_on_input_error
+def run_or_exit(cfg: DictConfig) -> float | None:
+    """`run` for the command line: input errors end in a clear message and exit status 2."""
+    try:
+        return run(cfg)
+    except (TrainConfigError, WeightsError) as err:
+        print(f"[radfuse] error: {err}", file=sys.stderr, flush=True)
+        sys.exit(2)
+
+
+def datamodule_for_run(run_dir: str | Path, cases: list[str] | None = None) -> RadfuseDataModule:
+    """The datamodule a finished run was trained with (from its config.yaml), optionally limited to some cases."""
+    cfg = OmegaConf.load(Path(run_dir) / artifacts.CONFIG_FILE)
+    cohort = load_cohort(cfg)
+    if cases is not None:
+        unknown = sorted(set(cases) - set(cohort.frame["case_id"]))
+        if unknown:
+            raise KeyError(f"case(s) {unknown} are not in the manifest {cohort.manifest_path}")
+        cohort.frame = cohort.frame[cohort.frame["case_id"].isin(cases)]
+    return build_datamodule(cfg, cohort)
