@@ -13,10 +13,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from radfuse.artifacts import (METRICS_FILE, MODEL_FILE, PREDICTIONS_TABLE, atomic_path, fuse_dir, write_csv,
                                write_json, write_parquet)
-from radfuse.data.manifest import COHORT
+from radfuse.data.manifest import COHORT, LABEL
+from radfuse.data.validate import label_str
 from radfuse.fuse.combat import ComBat
 from radfuse.fuse.design import META_PREFIX, Design, block_table, design_frame
-from radfuse.fuse.experiment import FusionResult, FusionSetup, run_fusion
+from radfuse.fuse.experiment import FusionResult, FusionSetup, report_inputs, run_fusion
 from radfuse.fuse.search import ClassifierSpec
 from radfuse.stages.common import Cohort, load_cohort, save_run_config
 
@@ -37,11 +38,46 @@ def run(cfg: DictConfig) -> FusionResult:
     result.model["categorical_clinical"] = [c for c, k in cohort.clinical.items() if k == "categorical"]
     out = write_outputs(cfg, result)
     save_run_config(cfg, out, inputs={"manifest": cohort.manifest_path, **dict(cfg.tables)})
+    report = write_report(cfg, cohort, design, result, out)
     for fs, m in result.metrics["feature_sets"].items():
         print(f"[radfuse] {fs}: winner {m['winner']}, CV macro AUC {m['cv_macro_auc']:.3f}, "
               f"external macro AUC {m['external_macro_auc']}", flush=True)
     print(f"[radfuse] fuse outputs in {out}; took {time.perf_counter() - start:.1f} s", flush=True)
+    if report is not None:
+        print(f"[radfuse] report: {report.resolve()}", flush=True)
     return result
+
+
+def write_report(cfg: DictConfig, cohort: Cohort, design: Design, result: FusionResult, out: Path) -> Path | None:
+    """The evaluation and report.html of this run (radfuse.evaluate), with Grad-CAM of the linked train run."""
+    if not cfg.report.enabled:
+        return None
+    from radfuse.evaluate.report import build_report
+
+    print("[radfuse] evaluating and writing the report", flush=True)
+    extras = {**report_inputs(result, design), "config": OmegaConf.to_container(cfg, resolve=True),
+              "n_resamples": int(cfg.report.n_resamples), "seed": int(cfg.cv.seed),
+              "gradcam": gradcam_overlays(cfg, cohort, out)}
+    frame = cohort.frame.assign(**{COHORT: cohort.splits.cohort_of(cohort.frame)})
+    return build_report(out, result.predictions, classes=cohort.classes, manifest=frame,
+                        clinical_columns=list(cohort.clinical), extras=extras)
+
+
+def gradcam_overlays(cfg: DictConfig, cohort: Cohort, out: Path) -> list[Path]:
+    """Overlays for a few cases of each class, when a train run is linked and exists (else none)."""
+    run_dir = Path(cfg.paths.out) / "train" / str(cfg.report.train_run) if cfg.report.train_run else None
+    if run_dir is None or not (run_dir / "best.ckpt").is_file():
+        return []
+    from radfuse.models.cam import overlays_for_run
+
+    labels = cohort.frame[LABEL].map(label_str)
+    cases = [c for cls in cohort.classes for c in cohort.frame.loc[labels == cls, "case_id"].head(
+        int(cfg.report.gradcam_per_class))]
+    try:
+        return overlays_for_run(run_dir, cases, None, "best.ckpt", out_dir=out / "figures" / "gradcam")
+    except (OSError, KeyError, RuntimeError, ValueError) as err:  # the report says it is missing; the run goes on
+        print(f"[radfuse] Grad-CAM overlays skipped: {err}", flush=True)
+        return []
 
 
 def _used(cfg: DictConfig, block: str) -> bool:
