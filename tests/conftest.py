@@ -28,3 +28,14 @@ def spine_ct() -> Path:
 @pytest.fixture(scope="session")
 def pyradiomics_reference() -> Path:
     return shared_data_dir("pyradiomics-reference")
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Two test processes share two cores: one torch thread each keeps them from oversubscribing."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

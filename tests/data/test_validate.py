@@ -125,7 +125,7 @@ def test_unreadable_manifest_and_missing_columns(tmp_path):
 
 
 def test_paths_resolve_relative_to_the_manifest_folder(tmp_path):
-    manifest = make_tiny_cohort(tmp_path / "study", n_patients=4)
+    make_tiny_cohort(tmp_path / "study", n_patients=4)
     cwd = os.getcwd()
     try:
         os.chdir(tmp_path)

@@ -11,13 +11,6 @@ import torch
 REFERENCE = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "torchvision-state-dict-shapes.json"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 @pytest.fixture(scope="session")
 def torchvision_shapes() -> dict[str, dict[str, list[int]]]:

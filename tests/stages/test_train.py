@@ -14,13 +14,6 @@ from tests.stages.train_helpers import SECRET, compose_train, tiny_cohort
 RUN_FILES = {"best.ckpt", "last.ckpt", "config.yaml", "metrics.json"}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 @pytest.fixture(scope="module")
 def cohort(tmp_path_factory):

@@ -49,6 +49,7 @@ class CropConfig:
     axis: str = "sagittal"
     channels: int = 3
     normalize: str = "zscore"          # zscore (per crop, after windowing) | unit (window mapped to [0, 1])
+    aspect: str = "pad"                 # pad (to a square/cube before resizing: keeps height loss visible) | stretch
     resample_masks: bool = False        # opt-in nearest resampling of masks on another grid
     extra: dict = field(default_factory=dict, compare=False, hash=False)
 
@@ -59,6 +60,8 @@ class CropConfig:
             raise ValueError(f"crop window {self.window!r}: use one of {sorted(WINDOWS)}")
         if self.axis not in SLICE_AXES:
             raise ValueError(f"crop axis {self.axis!r}: use one of {sorted(SLICE_AXES)}")
+        if self.aspect not in ("pad", "stretch"):
+            raise ValueError(f"crop aspect {self.aspect!r}: use pad or stretch")
         if not 0 <= int(self.margin) <= 64:
             raise ValueError(f"crop margin {self.margin} voxels: use 0-64 (the papers use 0-10)")
         object.__setattr__(self, "spacing", tuple(float(s) for s in self.spacing))
@@ -151,6 +154,25 @@ class SelectSlicesd(mt.MapTransform):
         return out
 
 
+class PadToSquared(mt.MapTransform):
+    """Pad the spatial dims to the longest one (centred, window floor) so resizing keeps the ROI's proportions.
+
+    Stretching a crushed vertebra's box to a square would hide exactly the height loss that grades it.
+    """
+
+    def __init__(self):
+        super().__init__(keys=["image", "mask"])
+
+    def __call__(self, item: dict) -> dict:
+        out = dict(item)
+        shape = np.asarray(item["image"]).shape[1:]
+        side = max(shape)
+        pads = [(0, 0)] + [((side - n) // 2, side - n - (side - n) // 2) for n in shape]
+        for key in ("image", "mask"):
+            out[key] = np.pad(np.asarray(item[key]), pads, mode="constant", constant_values=0)
+        return out
+
+
 def deterministic_transforms(crop: CropConfig) -> list:
     width, level = WINDOWS[crop.window]
     spatial = (crop.size,) * crop.spatial_dims
@@ -160,6 +182,7 @@ def deterministic_transforms(crop: CropConfig) -> list:
                                 b_min=0.0, b_max=1.0, clip=True),
         mt.CropForegroundd(keys=["image", "mask"], source_key="mask", margin=int(crop.margin), allow_smaller=True),
         SelectSlicesd(crop.mode, crop.axis),
+        *([PadToSquared()] if crop.aspect == "pad" else []),
         mt.Resized(keys=["image", "mask"], spatial_size=spatial, mode=("area", "nearest")),
     ]
     if crop.normalize == "zscore":

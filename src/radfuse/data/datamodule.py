@@ -10,7 +10,6 @@ import os
 from pathlib import Path
 
 import lightning as L
-import numpy as np
 import pandas as pd
 from monai.data import DataLoader, Dataset, PersistentDataset
 

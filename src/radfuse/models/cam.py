@@ -86,7 +86,9 @@ def save_overlay(image: np.ndarray, heat: np.ndarray, path: str | Path, title: s
     return Path(path)
 
 
-def overlays_for_run(run_dir: Path, cases: Sequence[str], layer: str | None, checkpoint: str) -> list[Path]:
+def overlays_for_run(run_dir: Path, cases: Sequence[str], layer: str | None, checkpoint: str,
+                     out_dir: Path | None = None) -> list[Path]:
+    """Overlay PNGs `<case>_<layer>.png` in `out_dir` (default `<run_dir>/cam`)."""
     from radfuse.models.module import load_classifier
     from radfuse.stages.train import datamodule_for_run
 
@@ -97,7 +99,8 @@ def overlays_for_run(run_dir: Path, cases: Sequence[str], layer: str | None, che
     for batch in batches:
         heat = grad_cam(model, batch["image"], layer)
         for image, hot, case in zip(batch["image"].numpy(), heat.numpy(), batch["case_id"]):
-            written.append(save_overlay(image, hot, run_dir / "cam" / f"{case}_{layer}.png", f"{case} {layer}"))
+            target = Path(out_dir or run_dir / "cam") / f"{case}_{layer}.png"
+            written.append(save_overlay(image, hot, target, f"{case} {layer}"))
     return written
 
 

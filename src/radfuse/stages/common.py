@@ -14,7 +14,7 @@ from radfuse.data.manifest import read_manifest
 from radfuse.data.splits import Splits, load_or_make_splits
 from radfuse.data.validate import ensure_valid
 
-CROP_KEYS = ("mode", "spacing", "window", "margin", "size", "axis", "channels", "normalize", "resample_masks")
+CROP_KEYS = ("mode", "spacing", "window", "margin", "size", "axis", "channels", "normalize", "aspect", "resample_masks")
 
 
 @dataclass

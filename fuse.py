@@ -1,0 +1,17 @@
+"""python fuse.py [key=value ...]: harmonise, select, fuse and classify extracted features (docs/fuse.md)."""
+
+import hydra
+from omegaconf import DictConfig
+
+from radfuse.stages import fuse
+from radfuse.stages.common import exit_on_input_error
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="fuse")
+@exit_on_input_error
+def main(cfg: DictConfig) -> None:
+    fuse.run(cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,118 @@
+"""Unsupervised feature filters: reliability (ICC) and redundancy (greedy correlation pruning)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.stats import rankdata
+from sklearn.base import BaseEstimator
+from sklearn.feature_selection import SelectorMixin
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+CORRELATION_METHODS = ("spearman", "pearson")
+
+
+class ICCFilter(SelectorMixin, BaseEstimator):
+    """Keep features whose inter-reader ICC is >= `threshold`.
+
+    `icc_table`: a DataFrame (or the path of extract's icc.parquet) with a `feature` column and the ICC in
+    `icc_column` (default `icc`; e.g. `icc3_1` for ICC(3,1) where the table carries several types). A feature
+    matches a table row by its full name or by its name without the block prefix (`rad__glcm_X` ~ `glcm_X`).
+    Features absent from the table are dropped unless `keep_missing` (the conservative choice: unproven
+    reliability is no reliability).
+    """
+
+    def __init__(self, icc_table: pd.DataFrame | str | Path | None = None, threshold: float = 0.8,
+                 keep_missing: bool = False, icc_column: str = "icc"):
+        self.icc_table = icc_table
+        self.icc_column = icc_column
+        self.threshold = threshold
+        self.keep_missing = keep_missing
+
+    def fit(self, X, y=None) -> "ICCFilter":
+        validate_data(self, X)
+        names = getattr(self, "feature_names_in_", np.array([f"x{i}" for i in range(self.n_features_in_)]))
+        icc = _icc_lookup(self.icc_table, self.icc_column)
+        values = np.array([icc.get(n, icc.get(str(n).split("__", 1)[-1], np.nan)) for n in names], dtype=float)
+        self.icc_ = values
+        self.support_ = np.where(np.isnan(values), self.keep_missing, values >= self.threshold)
+        if not icc and not self.keep_missing:
+            raise ValueError("the ICC table is empty (no mask2 in the manifest?): drop the ICC step "
+                             "(blocks.rad.icc=null) or give extract a second reader's masks")
+        if not self.support_.any():
+            raise ValueError(f"ICCFilter kept no feature at threshold {self.threshold} ({np.isfinite(values).sum()} "
+                             "of the features have an ICC): check that icc.parquet belongs to this feature table, "
+                             "or lower the threshold")
+        return self
+
+    def _get_support_mask(self) -> np.ndarray:
+        check_is_fitted(self, "support_")
+        return self.support_
+
+
+def _icc_lookup(table: pd.DataFrame | str | Path | None, column: str) -> dict[str, float]:
+    if table is None:
+        return {}
+    if not isinstance(table, pd.DataFrame):
+        path = Path(table)
+        if not path.is_file():
+            raise FileNotFoundError(f"ICC table {path} does not exist: run extract with mask2 in the manifest, "
+                                    "or drop the ICC step (block.icc=null)")
+        table = pd.read_parquet(path)
+    missing = {"feature", column} - set(table.columns)
+    if missing:
+        raise ValueError(f"ICC table lacks column(s) {sorted(missing)} (it has {list(table.columns)}): set the ICC "
+                         "filter's icc_column to one of its ICC columns, e.g. blocks.rad.icc.icc_column=icc3_1")
+    return dict(zip(table["feature"].astype(str), table[column].astype(float)))
+
+
+class CorrelationFilter(SelectorMixin, BaseEstimator):
+    """Greedy redundancy removal: while some pair has |corr| > threshold, drop from the most correlated pair the
+    feature with the higher mean |corr| to all other remaining features (ties: the later column)."""
+
+    def __init__(self, method: str = "spearman", threshold: float = 0.9):
+        self.method = method
+        self.threshold = threshold
+
+    def fit(self, X, y=None) -> "CorrelationFilter":
+        X = validate_data(self, X, dtype=float)
+        if self.method not in CORRELATION_METHODS:
+            raise ValueError(f"method={self.method!r}; choose one of {CORRELATION_METHODS}")
+        self.support_ = greedy_decorrelate(abs_correlation(X, self.method), self.threshold)
+        return self
+
+    def _get_support_mask(self) -> np.ndarray:
+        check_is_fitted(self, "support_")
+        return self.support_
+
+
+def abs_correlation(X: np.ndarray, method: str) -> np.ndarray:
+    """|correlation| between columns, constant columns correlating 0 with everything (not NaN)."""
+    if method == "spearman":
+        X = rankdata(X, axis=0)
+    centred = X - X.mean(axis=0)
+    norms = np.sqrt((centred**2).sum(axis=0))
+    norms[norms == 0] = np.inf
+    unit = centred / norms
+    return np.abs(unit.T @ unit)
+
+
+def greedy_decorrelate(abs_corr: np.ndarray, threshold: float) -> np.ndarray:
+    """Support mask after greedy pruning of an |corr| matrix (see CorrelationFilter)."""
+    work = abs_corr.astype(np.float64, copy=True)
+    np.fill_diagonal(work, 0.0)
+    sums = work.sum(axis=0)  # running sum of |corr| to the remaining features
+    keep = np.ones(len(work), dtype=bool)
+    while keep.sum() > 1:
+        flat = int(np.argmax(work))
+        i, j = divmod(flat, len(work))
+        if work[i, j] <= threshold:
+            break
+        drop = i if sums[i] > sums[j] else j if sums[j] > sums[i] else max(i, j)
+        sums -= work[:, drop]
+        work[drop, :] = 0.0
+        work[:, drop] = 0.0
+        keep[drop] = False
+    return keep

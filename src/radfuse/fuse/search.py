@@ -1,0 +1,94 @@
+"""Model selection: grid search over the WHOLE fusion pipeline on patient-grouped stratified folds.
+
+All fits run under scikit-learn metadata routing so that the patient `groups` reach both the fold splitter and
+the LASSO steps' inner CV, always restricted to the current training fold.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from sklearn import config_context
+from sklearn.base import BaseEstimator, clone
+from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import GridSearchCV, StratifiedGroupKFold, cross_val_predict, cross_validate
+
+Folds = list[tuple[np.ndarray, np.ndarray]]
+SCORING = "roc_auc_ovr"  # macro one-vs-rest AUC (= plain AUC for two classes)
+
+
+@dataclass
+class ClassifierSpec:
+    """A zoo entry: the (class-weighted) estimator and its grid, keys relative to the estimator."""
+
+    name: str
+    estimator: BaseEstimator
+    grid: dict[str, list[Any]] = field(default_factory=dict)
+
+
+@dataclass
+class SearchOutcome:
+    name: str
+    search: GridSearchCV          # refit=True: best_estimator_ is fitted on all training rows
+    fold_aucs: np.ndarray         # best candidate's AUC on each CV fold
+    oof_proba: np.ndarray         # out-of-fold class probabilities of the best candidate
+    nested_fold_aucs: np.ndarray | None = None
+
+    @property
+    def cv_auc(self) -> float:
+        return float(self.search.best_score_)
+
+
+def patient_folds(y: np.ndarray, groups: np.ndarray, n_splits: int = 5, seed: int = 0) -> Folds:
+    """Stratified folds that never split a patient; made once and shared by every feature set and classifier."""
+    splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    return [(train, test) for train, test in splitter.split(np.zeros(len(y)), y, groups)]
+
+
+def search_classifier(pipeline: BaseEstimator, spec: ClassifierSpec, X, y: np.ndarray, groups: np.ndarray,
+                      folds: Folds, n_jobs: int = 1, nested_splits: int | None = None,
+                      seed: int = 0) -> SearchOutcome:
+    """Grid search (refit on all rows), out-of-fold probabilities of the winner and, optionally, nested CV."""
+    grid = {f"classifier__{k}": list(v) for k, v in spec.grid.items()}
+    search = GridSearchCV(pipeline, grid or [{}], cv=folds, scoring=SCORING, n_jobs=n_jobs, refit=True,
+                          error_score="raise")
+    with config_context(enable_metadata_routing=True):
+        search.fit(X, y, groups=groups)
+        best = clone(pipeline).set_params(**search.best_params_)
+        oof = cross_val_predict(best, X, y, cv=folds, method="predict_proba", n_jobs=n_jobs,
+                                params={"groups": groups})
+        nested = _nested_aucs(pipeline, grid, X, y, groups, folds, nested_splits, seed, n_jobs)
+    i = search.best_index_
+    fold_aucs = np.array([search.cv_results_[f"split{k}_test_score"][i] for k in range(len(folds))])
+    return SearchOutcome(spec.name, search, fold_aucs, oof, nested)
+
+
+def _nested_aucs(pipeline, grid, X, y, groups, folds, inner_splits, seed, n_jobs) -> np.ndarray | None:
+    """Outer folds = the shared folds; the whole grid search is repeated inside each outer training fold."""
+    if not inner_splits:
+        return None
+    inner = StratifiedGroupKFold(n_splits=inner_splits, shuffle=True, random_state=seed + 1)
+    search = GridSearchCV(pipeline, grid or [{}], cv=inner, scoring=SCORING, n_jobs=1, refit=True)
+    scores = cross_validate(search, X, y, cv=folds, scoring=SCORING, n_jobs=n_jobs, params={"groups": groups})
+    return scores["test_score"]
+
+
+def macro_auc(labels: np.ndarray, proba: np.ndarray, n_classes: int) -> float:
+    """Macro one-vs-rest AUC of class-index labels; NaN when a class is absent (undefined, not 0.5)."""
+    present = np.unique(labels)
+    if len(present) < n_classes:
+        return float("nan")
+    if n_classes == 2:
+        return float(roc_auc_score(labels, proba[:, 1]))
+    return float(roc_auc_score(labels, proba, multi_class="ovr", average="macro", labels=np.arange(n_classes)))
+
+
+def mean_ci(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """t-interval of the mean of fold scores (folds are not independent: a rough, optimistic-width interval)."""
+    from scipy import stats
+
+    values = np.asarray(values, dtype=float)
+    half = stats.t.ppf(0.5 + level / 2, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values))
+    return float(values.mean() - half), float(values.mean() + half)

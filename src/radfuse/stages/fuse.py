@@ -1,0 +1,127 @@
+"""Fuse stage: feature tables + manifest -> grid-searched fusion pipelines -> predictions, model, metrics."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import joblib
+import pandas as pd
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from radfuse.artifacts import (METRICS_FILE, MODEL_FILE, PREDICTIONS_TABLE, atomic_path, fuse_dir, write_csv,
+                               write_json, write_parquet)
+from radfuse.data.manifest import COHORT, LABEL
+from radfuse.data.validate import label_str
+from radfuse.fuse.combat import ComBat
+from radfuse.fuse.design import META_PREFIX, Design, block_table, design_frame
+from radfuse.fuse.experiment import FusionResult, FusionSetup, report_inputs, run_fusion
+from radfuse.fuse.search import ClassifierSpec
+from radfuse.stages.common import Cohort, load_cohort, save_run_config
+
+CV_RESULTS_FILE = "cv_results.csv"
+
+
+def run(cfg: DictConfig) -> FusionResult:
+    start = time.perf_counter()
+    cohort = load_cohort(cfg)
+    blocks = {name: instantiate(steps) for name, steps in cfg.blocks.items() if _used(cfg, name)}
+    design = build_design(cfg, cohort, blocks)
+    setup = FusionSetup(
+        classes=cohort.classes, blocks=blocks, feature_sets=OmegaConf.to_container(cfg.feature_sets),
+        final=instantiate(cfg.final), classifiers=classifier_specs(cfg), n_splits=int(cfg.cv.n_splits),
+        seed=int(cfg.cv.seed), n_jobs=int(cfg.n_jobs), nested_splits=cfg.cv.nested_splits, cache=bool(cfg.cache),
+        fold_of_patient=cohort.splits.folds if cfg.cv.folds == "splits" else None)
+    result = run_fusion(design, setup)
+    result.model["categorical_clinical"] = [c for c, k in cohort.clinical.items() if k == "categorical"]
+    out = write_outputs(cfg, result)
+    save_run_config(cfg, out, inputs={"manifest": cohort.manifest_path, **dict(cfg.tables)})
+    report = write_report(cfg, cohort, design, result, out)
+    for fs, m in result.metrics["feature_sets"].items():
+        print(f"[radfuse] {fs}: winner {m['winner']}, CV macro AUC {m['cv_macro_auc']:.3f}, "
+              f"external macro AUC {m['external_macro_auc']}", flush=True)
+    print(f"[radfuse] fuse outputs in {out}; took {time.perf_counter() - start:.1f} s", flush=True)
+    if report is not None:
+        print(f"[radfuse] report: {report.resolve()}", flush=True)
+    return result
+
+
+def write_report(cfg: DictConfig, cohort: Cohort, design: Design, result: FusionResult, out: Path) -> Path | None:
+    """The evaluation and report.html of this run (radfuse.evaluate), with Grad-CAM of the linked train run."""
+    if not cfg.report.enabled:
+        return None
+    from radfuse.evaluate.report import build_report
+
+    print("[radfuse] evaluating and writing the report", flush=True)
+    extras = {**report_inputs(result, design), "config": OmegaConf.to_container(cfg, resolve=True),
+              "n_resamples": int(cfg.report.n_resamples), "seed": int(cfg.cv.seed),
+              "gradcam": gradcam_overlays(cfg, cohort, out)}
+    frame = cohort.frame.assign(**{COHORT: cohort.splits.cohort_of(cohort.frame)})
+    return build_report(out, result.predictions, classes=cohort.classes, manifest=frame,
+                        clinical_columns=list(cohort.clinical), extras=extras)
+
+
+def gradcam_overlays(cfg: DictConfig, cohort: Cohort, out: Path) -> list[Path]:
+    """Overlays for a few cases of each class, when a train run is linked and exists (else none)."""
+    run_dir = Path(cfg.paths.out) / "train" / str(cfg.report.train_run) if cfg.report.train_run else None
+    if run_dir is None or not (run_dir / "best.ckpt").is_file():
+        return []
+    from radfuse.models.cam import overlays_for_run
+
+    labels = cohort.frame[LABEL].map(label_str)
+    cases = [c for cls in cohort.classes for c in cohort.frame.loc[labels == cls, "case_id"].head(
+        int(cfg.report.gradcam_per_class))]
+    try:
+        return overlays_for_run(run_dir, cases, None, "best.ckpt", out_dir=out / "figures" / "gradcam")
+    except (OSError, KeyError, RuntimeError, ValueError) as err:  # the report says it is missing; the run goes on
+        print(f"[radfuse] Grad-CAM overlays skipped: {err}", flush=True)
+        return []
+
+
+def _used(cfg: DictConfig, block: str) -> bool:
+    return any(block in blocks for blocks in cfg.feature_sets.values())
+
+
+def build_design(cfg: DictConfig, cohort: Cohort, blocks: dict[str, Any]) -> Design:
+    """Read the configured tables of the used blocks and join them with the manifest."""
+    tables = {}
+    for name in blocks:
+        if name == "clinical":
+            continue
+        if name not in cfg.tables:
+            raise ValueError(f"block {name!r} has no feature table: add tables.{name}=<path to a parquet table>")
+        path = Path(cfg.tables[name])
+        if not path.is_file():
+            raise FileNotFoundError(f"feature table {path} (block {name!r}) does not exist: run extract first, "
+                                    f"or point tables.{name} at the right file")
+        tables[name] = block_table(pd.read_parquet(path), name, path)
+    covariates = sorted({c.removeprefix(META_PREFIX) for steps in blocks.values() for step in steps.values()
+                         if isinstance(step, ComBat) for c in step.covariates})
+    clinical = list(cohort.clinical) if "clinical" in blocks else []
+    if "clinical" in blocks and not clinical:
+        raise ValueError("a feature set uses the clinical block but data.clinical declares no column: declare them "
+                         "(data.clinical.age=numeric ...) or drop that feature set (~feature_sets.fused+clinical)")
+    categorical = [c for c, kind in cohort.clinical.items() if kind == "categorical"]
+    frame = cohort.frame.assign(**{COHORT: cohort.splits.cohort_of(cohort.frame)})
+    return design_frame(frame, tables, clinical=clinical, covariates=covariates, categorical=categorical)
+
+
+def classifier_specs(cfg: DictConfig) -> list[ClassifierSpec]:
+    names = list(cfg.use_classifiers) if cfg.use_classifiers else list(cfg.classifiers)
+    unknown = [n for n in names if n not in cfg.classifiers]
+    if unknown:
+        raise ValueError(f"use_classifiers names {unknown}, not configured; choose from {list(cfg.classifiers)}")
+    return [ClassifierSpec(n, instantiate(cfg.classifiers[n].estimator),
+                           OmegaConf.to_container(cfg.classifiers[n].grid)) for n in names]
+
+
+def write_outputs(cfg: DictConfig, result: FusionResult) -> Path:
+    out = fuse_dir(cfg.paths.out, cfg.run)
+    write_parquet(out / PREDICTIONS_TABLE, result.predictions)
+    write_csv(out / CV_RESULTS_FILE, result.cv_results)
+    write_json(out / METRICS_FILE, result.metrics)
+    with atomic_path(out / MODEL_FILE) as tmp:
+        joblib.dump(result.model, tmp)
+    return out
