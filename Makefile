@@ -21,6 +21,9 @@ $(STAMP): pyproject.toml Makefile
 # The main job on the built-in demo cohort; every stage prints what it is doing.
 demo: env
 	$(BIN)/python -m radfuse.stages.prepare paths.out=$(DEMO_OUT)
+	$(BIN)/python train.py experiment=demo run=demo paths.out=$(DEMO_OUT) trainer.enable_progress_bar=false
+	$(BIN)/python extract.py radiomics=liu2025 extract.workers=2 extract.deep.train_run=demo paths.out=$(DEMO_OUT)
+	$(BIN)/python fuse.py report.train_run=demo paths.out=$(DEMO_OUT)
 
 test: env
 	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --timeout 900

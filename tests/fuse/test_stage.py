@@ -28,7 +28,7 @@ def _tables(manifest: Path, folder: Path) -> dict[str, Path]:
                        columns=[f"rad__original_f{i}" for i in range(12)])
     deep = pd.DataFrame(rng.normal(size=(len(frame), 10)) + 1.5 * y * (np.arange(10) < 2),
                         columns=[f"deep__penultimate_{i}" for i in range(10)])
-    icc = pd.DataFrame({"feature": rad.columns, "icc": np.r_[0.95, 0.9, np.full(9, 0.85), 0.5]})
+    icc = pd.DataFrame({"feature": rad.columns, "icc2_1": np.r_[0.95, 0.9, np.full(9, 0.85), 0.5]})
     paths = {"rad": folder / "radiomics.parquet", "deep": folder / "deep_penultimate.parquet",
              "icc": folder / "icc.parquet"}
     rad.insert(0, "case_id", frame.case_id)
