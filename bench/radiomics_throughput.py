@@ -1,7 +1,7 @@
 """Radiomics throughput: radfuse (1 and 2 workers, then a warm rerun) vs PyRadiomics' own batch command line.
 
     PYTHONPATH=src python bench/radiomics_throughput.py [--params conf/radiomics/wang2025.yaml] [--rois 6]
-        [--source demo|spine] [--jobs 1 2] [--out bench/RESULTS-extract.md]
+        [--source demo|spine] [--jobs 1 2] [--out bench/RESULTS.md]
 
 Both sides run as fresh processes on the same ROIs with the same params file; wall time includes interpreter
 start and imports. PyRadiomics' CLI (`pyradiomics CASES.csv --param P --jobs N`) runs with radfuse's SciPy shim

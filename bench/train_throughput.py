@@ -8,7 +8,7 @@ synthetic tensors so the model alone is measured. Stall fraction = time waiting 
 compute) over one pass of the training loader, ResNet-18 2D as the model, with the on-disk crop cache filled
 beforehand ("cache") and without any cache ("no cache": every crop recomputed from the NIfTI files). On a CUDA
 machine every model is also timed with bf16 autocast and channels_last, and GPU utilisation is sampled.
-Prints a Markdown table (copy it into bench/RESULTS-models.md).
+Prints a Markdown table (copy it into bench/RESULTS.md).
 """
 
 from __future__ import annotations
