@@ -36,6 +36,9 @@ def run(cfg: DictConfig) -> FusionResult:
         fold_of_patient=cohort.splits.folds if cfg.cv.folds == "splits" else None)
     result = run_fusion(design, setup)
     result.model["categorical_clinical"] = [c for c, k in cohort.clinical.items() if k == "categorical"]
+    result.metrics["cautions"] = fine_tuned_deep_cautions(cfg, blocks)
+    for caution in result.metrics["cautions"]:
+        print(f"[radfuse] caution: {caution}", flush=True)
     out = write_outputs(cfg, result)
     save_run_config(cfg, out, inputs={"manifest": cohort.manifest_path, **dict(cfg.tables)})
     report = write_report(cfg, cohort, design, result, out)
@@ -56,6 +59,7 @@ def write_report(cfg: DictConfig, cohort: Cohort, design: Design, result: Fusion
 
     print("[radfuse] evaluating and writing the report", flush=True)
     extras = {**report_inputs(result, design), "config": OmegaConf.to_container(cfg, resolve=True),
+              "cautions": result.metrics.get("cautions", []),
               "n_resamples": int(cfg.report.n_resamples), "seed": int(cfg.cv.seed),
               "gradcam": gradcam_overlays(cfg, cohort, out)}
     frame = cohort.frame.assign(**{COHORT: cohort.splits.cohort_of(cohort.frame)})
@@ -78,6 +82,30 @@ def gradcam_overlays(cfg: DictConfig, cohort: Cohort, out: Path) -> list[Path]:
     except (OSError, KeyError, RuntimeError, ValueError) as err:  # the report says it is missing; the run goes on
         print(f"[radfuse] Grad-CAM overlays skipped: {err}", flush=True)
         return []
+
+
+def fine_tuned_deep_cautions(cfg: DictConfig, blocks: dict[str, Any]) -> list[str]:
+    """Deep features from a CNN fine-tuned on the training cohort carry its labels into the train-cohort CV.
+
+    The CNN is a fitted step that cannot sit inside the scikit-learn folds, so out-of-fold AUCs of feature sets with
+    such a block are optimistic; the held-out cohorts (internal, external, prospective) stay honest.
+    """
+    cautions = []
+    for name in blocks:
+        table = cfg.tables.get(name) if name != "clinical" else None
+        config = Path(table).parent / "config.yaml" if table else None
+        if config is None or not config.is_file():
+            continue
+        extract_cfg = OmegaConf.load(config)
+        if OmegaConf.select(extract_cfg, "extract.deep.source") == "checkpoint" and str(table).endswith(".parquet") \
+                and Path(table).name.startswith("deep_"):
+            run = OmegaConf.select(extract_cfg, "extract.deep.train_run")
+            cautions.append(
+                f"block '{name}' holds embeddings of a CNN fine-tuned on the training cohort (train run '{run}'): "
+                "out-of-fold AUCs on the training cohort of every feature set using it are optimistic, and so is "
+                "model selection by them. Judge those models on the internal, external and prospective cohorts, "
+                "or use embeddings of pretrained weights (extract.deep.source=weights).")
+    return cautions
 
 
 def _used(cfg: DictConfig, block: str) -> bool:
