@@ -66,6 +66,9 @@ KEY_COLUMN = "case_id"
 
 
 # ---------------------------------------------------------------------------------------------- atomic IO
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 @contextlib.contextmanager
 def atomic_path(target: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `target`; on success rename it onto `target`, on failure delete it."""
@@ -76,6 +79,8 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        if tmp_path.exists():  # mkstemp makes 0600 files; outputs get the usual permissions of new files
+            os.chmod(tmp_path, 0o666 & ~_UMASK)
         os.replace(tmp_path, target)
     finally:
         if tmp_path.exists():
