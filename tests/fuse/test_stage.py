@@ -90,6 +90,6 @@ def test_stage_writes_every_output_and_predict_scores_new_rois(tmp_path):
     broken = tmp_path / "broken.parquet"
     new.drop(columns=["rad__original_f0", "age"]).to_parquet(broken)
     result = subprocess.run([sys.executable, "-m", "radfuse.predict", str(run_dir), str(broken)],
-                            capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": "src"})
+                            capture_output=True, text=True, encoding="utf-8", errors="replace", cwd=ROOT, env={**os.environ, "PYTHONPATH": "src"})
     assert result.returncode == 2
     assert "rad__original_f0" in result.stderr and "'age'" in result.stderr

@@ -34,7 +34,7 @@ def test_stage_refuses_an_invalid_manifest_with_a_clear_message(tmp_path):
     manifest.write_text(text)
     result = subprocess.run([sys.executable, "-m", "radfuse.stages.prepare", f"data.manifest={manifest}",
                              f"paths.out={tmp_path / 'out'}", "data.classes=[0,1]", "~data.clinical.t_score",
-                             "data.split.n_folds=3"], capture_output=True, text=True, cwd=CONF + "/..",
+                             "data.split.n_folds=3"], capture_output=True, text=True, encoding="utf-8", errors="replace", cwd=CONF + "/..",
                             env={**os.environ, "PYTHONPATH": "src"})
     assert result.returncode == 2
     assert "[case c003] image: image unreadable" in result.stderr and "Fix:" in result.stderr
