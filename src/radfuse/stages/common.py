@@ -39,8 +39,8 @@ def manifest_path(data: DictConfig) -> Path:
     return manifest
 
 
-def load_cohort(cfg: DictConfig) -> Cohort:
-    """Read and validate the manifest (refusing to go on with any problem), then read or make the split."""
+def read_cohort_frame(cfg: DictConfig) -> tuple[pd.DataFrame, Path]:
+    """The manifest as every stage sees it (connected components expanded when asked for), and its path."""
     data = cfg.data
     path = manifest_path(data)
     frame = read_manifest(path)
@@ -48,6 +48,13 @@ def load_cohort(cfg: DictConfig) -> Cohort:
         from radfuse.data.components import expand_components
 
         frame = expand_components(frame, Path(cfg.paths.out) / "components", int(data.min_component_voxels))
+    return frame, path
+
+
+def load_cohort(cfg: DictConfig) -> Cohort:
+    """Read and validate the manifest (refusing to go on with any problem), then read or make the split."""
+    data = cfg.data
+    frame, path = read_cohort_frame(cfg)
     classes = [str(c) for c in data.classes]
     clinical = dict(OmegaConf.to_container(data.clinical)) if data.get("clinical") else {}
     ensure_valid(frame, classes=classes, clinical=clinical, n_folds=int(data.split.n_folds),

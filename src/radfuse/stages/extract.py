@@ -15,7 +15,7 @@ from radfuse.data import manifest as mf
 from radfuse.extract.params import load_params
 from radfuse.extract.radiomics import ExtractOptions
 from radfuse.extract.radiomics_run import extract_radiomics, rois_from_manifest
-from radfuse.stages.common import manifest_path, save_run_config
+from radfuse.stages.common import read_cohort_frame, save_run_config
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +27,7 @@ class ExtractionFailed(RuntimeError):
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Run the stage; returns a small summary (counts and the output folder)."""
     folder = artifacts.extract_dir(cfg.paths.out, cfg.run)
-    path = manifest_path(cfg.data)
-    frame = _manifest(cfg, path)
+    frame, path = _manifest(cfg)
     params = load_params(cfg.extract.params_file or OmegaConf.to_container(cfg.radiomics, resolve=True))
     print(f"[radfuse] extract: radiomics of {len(frame)} ROIs ({len(params['imageType'])} image types) "
           f"-> {folder}", flush=True)
@@ -53,7 +52,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     return summary
 
 
-def _manifest(cfg: DictConfig, path: Path) -> pd.DataFrame:
+def _manifest(cfg: DictConfig) -> tuple[pd.DataFrame, Path]:
     """The manifest as training sees it (component expansion included), validated leniently.
 
     Identity problems (ids, cohorts) stop the run; a row problem (unreadable file, empty ROI) is only warned
@@ -61,11 +60,7 @@ def _manifest(cfg: DictConfig, path: Path) -> pd.DataFrame:
     """
     from radfuse.data.validate import ManifestInvalid, validate_manifest
 
-    frame = mf.read_manifest(path)
-    if cfg.data.get("split_components"):
-        from radfuse.data.components import expand_components
-
-        frame = expand_components(frame, Path(cfg.paths.out) / "components", int(cfg.data.min_component_voxels))
+    frame, path = read_cohort_frame(cfg)
     problems = validate_manifest(frame, n_folds=1, resample_masks=bool(cfg.data.get("resample_masks", False)),
                                  manifest_file=str(path))
     fatal = [p for p in problems if p.column in (mf.CASE_ID, mf.PATIENT_ID, mf.COHORT)]
@@ -74,4 +69,4 @@ def _manifest(cfg: DictConfig, path: Path) -> pd.DataFrame:
             log.warning("manifest: %s", problem)
     if fatal:
         raise ManifestInvalid(fatal, str(path))
-    return frame
+    return frame, path
