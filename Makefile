@@ -22,7 +22,11 @@ $(STAMP): pyproject.toml Makefile
 demo: env
 	$(BIN)/python -m radfuse.stages.prepare paths.out=$(DEMO_OUT)
 	$(BIN)/python train.py experiment=demo run=demo paths.out=$(DEMO_OUT) trainer.enable_progress_bar=false
-	$(BIN)/python extract.py radiomics=liu2025 extract.workers=2 extract.deep.train_run=demo paths.out=$(DEMO_OUT)
+	# cross-fitting: one CNN per CV fold, trained without that fold; fuse fits on their out-of-fold scores
+	$(BIN)/python train.py -m experiment=demo data.fold=0,1,2,3,4 'run=demo_fold$${data.fold}' paths.out=$(DEMO_OUT) \
+		trainer.enable_progress_bar=false
+	$(BIN)/python extract.py radiomics=liu2025 extract.workers=2 extract.deep.train_run=demo \
+		extract.deep.crossfit.train_runs=demo_fold paths.out=$(DEMO_OUT)
 	$(BIN)/python fuse.py report.train_run=demo paths.out=$(DEMO_OUT)
 
 test: env

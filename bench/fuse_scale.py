@@ -89,7 +89,8 @@ class PeakMemory:
 
 def setup_from_config(icc_path: Path, n_jobs: int, feature_sets: list[str], classifiers: list[str] | None):
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("fuse", overrides=[f"icc_table={icc_path}", f"n_jobs={n_jobs}"])
+        cfg = compose("fuse", overrides=["deep_features=embeddings", f"icc_table={icc_path}",
+                                             f"n_jobs={n_jobs}"])
     names = classifiers or list(cfg.classifiers)
     specs = [ClassifierSpec(n, instantiate(cfg.classifiers[n].estimator),
                             OmegaConf.to_container(cfg.classifiers[n].grid)) for n in names]

@@ -50,6 +50,9 @@ def deep_table_name(layer: str) -> str:
     return f"deep_{layer}.parquet"
 
 
+CROSSFIT_TABLE = deep_table_name("crossfit")  # out-of-fold CNN scores (radfuse.extract.crossfit)
+
+
 RADIOMICS_TABLE = "radiomics.parquet"
 RADIOMICS_DIAGNOSTICS_TABLE = "radiomics_diagnostics.parquet"
 ICC_TABLE = "icc.parquet"

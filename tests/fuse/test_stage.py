@@ -9,6 +9,7 @@ from pathlib import Path
 import joblib
 import numpy as np
 import pandas as pd
+import pytest
 from hydra import compose, initialize_config_dir
 
 from radfuse.artifacts import PREDICTION_COLUMNS, prob_columns
@@ -44,7 +45,7 @@ def _cfg(manifest, out, paths):
                  "data.split.n_folds=3", f"tables.rad={paths['rad']}", f"tables.deep={paths['deep']}",
                  f"icc_table={paths['icc']}", "use_classifiers=[lr,knn]", "classifiers.lr.grid.C=[1.0]",
                  "classifiers.knn.grid.estimator__n_neighbors=[5]", "classifiers.knn.grid.estimator__weights=[uniform]",
-                 "blocks.deep.pca.n_components=3", "n_jobs=1",
+                 "deep_features=embeddings", "blocks.deep.pca.n_components=3", "n_jobs=1",
                  *[f"blocks.rad.lasso.{s}" for s in small], *[f"final.lasso.{s}" for s in small]]
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         return compose("fuse", overrides=overrides)
@@ -93,3 +94,18 @@ def test_stage_writes_every_output_and_predict_scores_new_rois(tmp_path):
                             capture_output=True, text=True, encoding="utf-8", errors="replace", cwd=ROOT, env={**os.environ, "PYTHONPATH": "src"})
     assert result.returncode == 2
     assert "rad__original_f0" in result.stderr and "'age'" in result.stderr
+
+
+def test_default_deep_block_is_the_cross_fitted_scores_and_a_missing_table_says_how_to_make_it(tmp_path):
+    manifest = make_tiny_cohort(tmp_path / "data")
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("fuse", overrides=[f"data.manifest={manifest}", f"paths.out={tmp_path / 'out'}",
+                                         "data.classes=[0,1]", "~data.clinical.t_score", "data.split.n_folds=3"])
+    assert cfg.tables.deep.endswith("/extract/default/deep_crossfit.parquet")
+    assert list(cfg.blocks.deep) == ["scale"]  # a few class scores: no PCA
+    cfg.tables.rad = str(_tables(manifest, tmp_path)["rad"])
+    with pytest.raises(FileNotFoundError) as err:
+        fuse.run(cfg)
+    message = str(err.value)
+    assert "deep_crossfit.parquet" in message and "data.fold=0,1,2,3,4" in message
+    assert "extract.deep.crossfit.train_runs" in message and "deep_features=embeddings" in message

@@ -22,3 +22,28 @@ def test_embeddings_of_a_fine_tuned_checkpoint_are_flagged(tmp_path):
 def test_pretrained_embeddings_and_radiomics_are_not_flagged(tmp_path):
     cfg = _extract_run(tmp_path / "weights", "weights")
     assert fine_tuned_deep_cautions(cfg, {"rad": None, "deep": None}) == []
+
+
+def test_cross_fitted_scores_are_not_flagged(tmp_path):
+    cfg = _extract_run(tmp_path / "ckpt", "checkpoint")
+    crossfit = tmp_path / "ckpt" / "deep_crossfit.parquet"
+    crossfit.write_bytes(b"")
+    cfg.tables.deep = str(crossfit)
+    assert fine_tuned_deep_cautions(cfg, {"rad": None, "deep": None}) == []
+
+
+def test_cross_fitted_block_is_described_for_the_report(tmp_path):
+    from radfuse.stages.fuse import crossfit_notes
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "deep_crossfit.parquet").write_bytes(b"")
+    OmegaConf.save(OmegaConf.create({"extract": {"deep": {"crossfit": {"train_runs": "cv", "checkpoint": "last.ckpt"}}}}),
+                   folder / "config.yaml")
+    cfg = OmegaConf.create({"tables": {"rad": str(folder / "radiomics.parquet"),
+                                       "deep": str(folder / "deep_crossfit.parquet")},
+                            "feature_sets": {"rad": ["rad"], "deep": ["deep"]}})
+    notes = crossfit_notes(cfg)
+    assert len(notes) == 1 and "Block 'deep'" in notes[0] and "train runs cv" in notes[0]
+    cfg.feature_sets = {"rad": ["rad"]}
+    assert crossfit_notes(cfg) == []

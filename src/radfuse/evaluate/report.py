@@ -60,6 +60,8 @@ def overview_section(ctx: ReportContext) -> Section:
                  f"({how}): {[model_label(k) for k in ctx.selected]}.")
     section.text(f"Evaluation sets: '{metrics.OOF_SET}' = out-of-fold predictions on the training cohort; "
                  "each cohort name = the final (refit) model on that cohort ('train' = apparent performance).")
+    for note in ctx.extras.get("notes", []):
+        section.text(note)
     for caution in ctx.extras.get("cautions", []):
         section.text(f"Caution: {caution}")
     ctx.out["cautions"] = list(ctx.extras.get("cautions", []))
@@ -78,7 +80,7 @@ def build_report(run_dir: Path, predictions: pd.DataFrame, *, classes: list[str]
     by case_id}, lasso {path, coefs, lambda} (or one such dict per feature set), cv_results (DataFrame),
     config (dict; 'recalibration': 'platt' | 'isotonic' adds recalibrated calibration), versions (dict),
     gradcam (PNG paths), winners ({feature_set: model} to detail; default: best out-of-fold macro AUC),
-    n_resamples (int, default 1000), seed (int), cautions (sentences shown first in the overview).
+    n_resamples (int, default 1000), seed (int), notes and cautions (sentences shown in the overview).
     """
     run_dir = Path(run_dir)
     extras = dict(extras or {})

@@ -1,5 +1,5 @@
 """extract stage: manifest -> radiomics.parquet, radiomics_diagnostics.parquet, icc.parquet, failures.csv and
-deep_<layer>.parquet under <out>/extract/<run>/, with config.yaml and provenance.json beside them."""
+deep_<layer>.parquet (+ deep_crossfit.parquet) under <out>/extract/<run>/, with config.yaml and provenance.json beside them."""
 
 from __future__ import annotations
 
@@ -44,6 +44,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         from radfuse.stages.extract_deep import run_deep
 
         summary["deep"] = str(run_deep(cfg, folder))
+    if cfg.extract.deep.crossfit.train_runs:
+        from radfuse.stages.extract_deep import run_crossfit
+
+        summary["crossfit"] = str(run_crossfit(cfg))
     artifacts.write_json(folder / "radiomics_params.json", params)
     inputs = {"manifest": path, **({"radiomics_params": cfg.extract.params_file} if cfg.extract.params_file else {})}
     save_run_config(cfg, folder, inputs)

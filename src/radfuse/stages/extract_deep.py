@@ -1,4 +1,5 @@
-"""Deep half of the extract stage: a trained checkpoint or pretrained weights -> deep_<layer>.parquet.
+"""Deep half of the extract stage: a trained checkpoint or pretrained weights -> deep_<layer>.parquet, and the
+fold runs of a cross-fit -> deep_crossfit.parquet (out-of-fold CNN scores, radfuse.extract.crossfit).
 
 The crops are the training crops (the train run's own data config for a checkpoint), served deterministically
 by the datamodule's predict loader: every ROI of the manifest, all cohorts, no augmentation, fixed order.
@@ -8,14 +9,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from radfuse import artifacts
 from radfuse.data.crops import CropConfig
 from radfuse.data.datamodule import RadfuseDataModule
+from radfuse.extract.crossfit import class_scores, cross_fit
 from radfuse.extract.deep import InputNormalized, extract_embeddings
-from radfuse.stages.common import crop_config, load_cohort
+from radfuse.stages.common import Cohort, crop_config, load_cohort
 
 
 def run_deep(cfg: DictConfig, folder: Path) -> Path:
@@ -27,14 +30,64 @@ def run_deep(cfg: DictConfig, folder: Path) -> Path:
         raise ValueError(f"extract.deep.source={deep.source!r}: use checkpoint, weights or null")
     model, crop = sources[deep.source](cfg, len(cohort.classes))
     model = model.to(deep.device)
-    datamodule = RadfuseDataModule(cohort.frame, cohort.splits, crop, cfg.paths.cache, cohort.classes,
-                                   batch_size=int(deep.batch_size), num_workers=int(cfg.data.num_workers),
-                                   augment=False)
     print(f"[radfuse] extract: deep embeddings ({deep.source}, layer {deep.layer}, tta={deep.tta}) of "
           f"{len(cohort.frame)} ROIs", flush=True)
-    table = extract_embeddings(model, datamodule.predict_dataloader(), layer=deep.layer, tta=bool(deep.tta),
+    table = extract_embeddings(model, _predict_loader(cfg, cohort, crop), layer=deep.layer, tta=bool(deep.tta),
                                device=deep.device)
     return artifacts.write_parquet(folder / artifacts.deep_table_name(deep.layer), table)
+
+
+def run_crossfit(cfg: DictConfig) -> Path:
+    """Out-of-fold scores of the fold runs named by `extract.deep.crossfit.train_runs`; return the table's path."""
+    from radfuse.models.module import load_classifier
+
+    deep, spec = cfg.extract.deep, cfg.extract.deep.crossfit
+    cohort = load_cohort(cfg)
+    in_train = (cohort.splits.cohort_of(cohort.frame) == "train").to_numpy()
+    fold_of_case = pd.Series(cohort.splits.fold_of(cohort.frame).where(in_train).to_numpy(dtype=float),
+                             index=cohort.frame["case_id"].astype(str))
+    scores = {}
+    for run in crossfit_runs(spec.train_runs, cohort.splits.n_folds):
+        run_dir = artifacts.train_dir(cfg.paths.out, run)
+        checkpoint, config = run_dir / str(spec.checkpoint), run_dir / artifacts.CONFIG_FILE
+        if not checkpoint.is_file() or not config.is_file():
+            raise FileNotFoundError(
+                f"cross-fit train run {run!r}: {checkpoint} or its config.yaml does not exist: train the fold runs "
+                f"first (python train.py -m data.fold=0,...,{cohort.splits.n_folds - 1} 'run=<name>${{data.fold}}')")
+        data = OmegaConf.load(config).data
+        fold = data.get("fold")
+        if fold is None:
+            raise ValueError(f"train run {run!r} was trained on the whole train cohort (data.fold=null), so it saw "
+                             "every training label: cross-fitting needs one run per fold, trained with data.fold=k")
+        if int(fold) in scores:
+            raise ValueError(f"two cross-fit train runs were trained with data.fold={fold}; name one run per fold")
+        classifier = load_classifier(str(checkpoint))
+        trained_on = [str(c) for c in classifier.hparams.get("classes") or cohort.classes]
+        if trained_on != list(cohort.classes):
+            raise ValueError(f"train run {run!r} was trained on classes {trained_on}, data.classes is "
+                             f"{list(cohort.classes)}: cross-fit runs must use the manifest's classes in order")
+        print(f"[radfuse] extract: out-of-fold scores, fold {fold} from train run {run!r} ({spec.checkpoint})",
+              flush=True)
+        scores[int(fold)] = class_scores(classifier.to(deep.device), _predict_loader(cfg, cohort, crop_config(data)),
+                                         tta=bool(deep.tta), device=deep.device)
+    table = cross_fit(scores, fold_of_case)
+    folder = artifacts.extract_dir(cfg.paths.out, cfg.run)
+    return artifacts.write_parquet(folder / artifacts.CROSSFIT_TABLE, table)
+
+
+def crossfit_runs(train_runs: str | list | ListConfig, n_folds: int) -> list[str]:
+    """`train_runs` as a list of run names; or a prefix, giving <prefix>0 ... <prefix><K-1>; or a pattern with
+    `{fold}` (quote it on the command line)."""
+    if isinstance(train_runs, str):
+        return [train_runs.format(fold=k) if "{fold}" in train_runs else f"{train_runs}{k}" for k in range(n_folds)]
+    return [str(r) for r in train_runs]
+
+
+def _predict_loader(cfg: DictConfig, cohort: Cohort, crop: CropConfig):
+    datamodule = RadfuseDataModule(cohort.frame, cohort.splits, crop, cfg.paths.cache, cohort.classes,
+                                   batch_size=int(cfg.extract.deep.batch_size),
+                                   num_workers=int(cfg.data.num_workers), augment=False)
+    return datamodule.predict_dataloader()
 
 
 def _from_checkpoint(cfg: DictConfig, _num_classes: int) -> tuple[InputNormalized, CropConfig]:

@@ -9,10 +9,10 @@ from typing import Any
 import joblib
 import pandas as pd
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from radfuse.artifacts import (METRICS_FILE, MODEL_FILE, PREDICTIONS_TABLE, atomic_path, fuse_dir, write_csv,
-                               write_json, write_parquet)
+from radfuse.artifacts import (CROSSFIT_TABLE, METRICS_FILE, MODEL_FILE, PREDICTIONS_TABLE, atomic_path, fuse_dir,
+                               write_csv, write_json, write_parquet)
 from radfuse.data.manifest import COHORT, LABEL
 from radfuse.data.validate import label_str
 from radfuse.fuse.combat import ComBat
@@ -59,7 +59,7 @@ def write_report(cfg: DictConfig, cohort: Cohort, design: Design, result: Fusion
 
     print("[radfuse] evaluating and writing the report", flush=True)
     extras = {**report_inputs(result, design), "config": OmegaConf.to_container(cfg, resolve=True),
-              "cautions": result.metrics.get("cautions", []),
+              "cautions": result.metrics.get("cautions", []), "notes": crossfit_notes(cfg),
               "n_resamples": int(cfg.report.n_resamples), "seed": int(cfg.cv.seed),
               "gradcam": gradcam_overlays(cfg, cohort, out)}
     frame = cohort.frame.assign(**{COHORT: cohort.splits.cohort_of(cohort.frame)})
@@ -97,15 +97,32 @@ def fine_tuned_deep_cautions(cfg: DictConfig, blocks: dict[str, Any]) -> list[st
         if config is None or not config.is_file():
             continue
         extract_cfg = OmegaConf.load(config)
+        crossfit = Path(table).name == CROSSFIT_TABLE  # out-of-fold scores: nothing leaks
         if OmegaConf.select(extract_cfg, "extract.deep.source") == "checkpoint" and str(table).endswith(".parquet") \
-                and Path(table).name.startswith("deep_"):
+                and Path(table).name.startswith("deep_") and not crossfit:
             run = OmegaConf.select(extract_cfg, "extract.deep.train_run")
             cautions.append(
                 f"block '{name}' holds embeddings of a CNN fine-tuned on the training cohort (train run '{run}'): "
                 "out-of-fold AUCs on the training cohort of every feature set using it are optimistic, and so is "
-                "model selection by them. Judge those models on the internal, external and prospective cohorts, "
-                "or use embeddings of pretrained weights (extract.deep.source=weights).")
+                "model selection by them. Cross-fit the CNN instead (deep_features=crossfit, docs/fuse.md), judge "
+                "those models on the internal, external and prospective cohorts only, or use embeddings of "
+                "pretrained weights (extract.deep.source=weights).")
     return cautions
+
+
+def crossfit_notes(cfg: DictConfig) -> list[str]:
+    """Where each cross-fitted deep block came from, for the report's overview."""
+    notes = []
+    for name, table in cfg.tables.items():
+        config = Path(table).parent / "config.yaml"
+        if Path(table).name != CROSSFIT_TABLE or not config.is_file() or not _used(cfg, name):
+            continue
+        spec = OmegaConf.select(OmegaConf.load(config), "extract.deep.crossfit")
+        runs = OmegaConf.to_container(spec.train_runs) if isinstance(spec.train_runs, ListConfig) else spec.train_runs
+        notes.append(f"Block '{name}' holds cross-fitted CNN scores (train runs {runs}, {spec.checkpoint}): each "
+                     "training case is scored by the fold CNN that never saw it, every other case by the mean of "
+                     "the fold CNNs, so the training-cohort CV of feature sets using it is honest.")
+    return notes
 
 
 def _used(cfg: DictConfig, block: str) -> bool:
@@ -122,8 +139,12 @@ def build_design(cfg: DictConfig, cohort: Cohort, blocks: dict[str, Any]) -> Des
             raise ValueError(f"block {name!r} has no feature table: add tables.{name}=<path to a parquet table>")
         path = Path(cfg.tables[name])
         if not path.is_file():
+            hint = (" The cross-fitted scores need one train run per CV fold (python train.py -m data.fold=0,1,2,3,4 "
+                    "'run=cv${data.fold}') and extract.deep.crossfit.train_runs=cv; or use the single-CNN embeddings "
+                    "of the papers, with their optimistic CV: deep_features=embeddings."
+                    if path.name == CROSSFIT_TABLE else "")
             raise FileNotFoundError(f"feature table {path} (block {name!r}) does not exist: run extract first, "
-                                    f"or point tables.{name} at the right file")
+                                    f"or point tables.{name} at the right file.{hint}")
         tables[name] = block_table(pd.read_parquet(path), name, path)
     covariates = sorted({c.removeprefix(META_PREFIX) for steps in blocks.values() for step in steps.values()
                          if isinstance(step, ComBat) for c in step.covariates})

@@ -1,0 +1,143 @@
+"""Cross-fitted CNN scores: the combination rule on hand-made tables, the leak it removes, and the extract stage
+end to end on fold checkpoints of a tiny cohort (every row checked against the fold model's own forward pass)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+from sklearn.metrics import roc_auc_score
+
+from radfuse.extract.crossfit import cross_fit
+from tests.extract.synthetic import make_cohort
+
+CONF = Path(__file__).resolve().parents[2] / "conf"
+
+
+def _table(cases, values):
+    frame = pd.DataFrame(np.asarray(values, dtype=float), columns=["deep__logit_0", "deep__logit_1"])
+    frame.insert(0, "case_id", cases)
+    return frame
+
+
+def test_train_cases_take_their_fold_model_and_others_the_mean():
+    cases = ["a", "b", "c", "d"]
+    folds = pd.Series([0, 1, 0, np.nan], index=cases)  # d is outside the train cohort
+    m0 = _table(cases, [[1, -1], [2, -2], [3, -3], [4, -4]])
+    m1 = _table(cases, [[10, -10], [20, -20], [30, -30], [40, -40]])
+    out = cross_fit({0: m0, 1: m1}, folds).set_index("case_id")
+    expected = [[1, -1], [20, -20], [3, -3], [22, -22]]  # d: (4 + 40) / 2
+    np.testing.assert_allclose(out.loc[cases].to_numpy(), expected)
+
+
+def test_scores_of_a_memorising_model_stop_leaking_when_cross_fitted():
+    """A model that memorised its training labels scores its own training cases perfectly and new cases at
+    chance. Fitted in-sample (one model on all folds) the training AUC is 1; cross-fitted it is chance, as for
+    any new case: the classical stage then sees the deep block as it will be on new data."""
+    rng = np.random.default_rng(0)
+    n, k = 400, 5
+    cases = [f"c{i}" for i in range(n)]
+    labels = rng.integers(0, 2, n)
+    folds = pd.Series(rng.integers(0, k, n).astype(float), index=cases)
+
+    def memoriser(seen: np.ndarray) -> pd.DataFrame:
+        score = np.where(seen, labels * 2.0 - 1.0, rng.normal(size=n))
+        return _table(cases, np.c_[-score, score])
+
+    in_sample = memoriser(np.ones(n, bool))
+    assert roc_auc_score(labels, in_sample["deep__logit_1"]) == 1.0
+    crossed = cross_fit({f: memoriser(folds.to_numpy() != f) for f in range(k)}, folds)
+    auc = roc_auc_score(labels, crossed["deep__logit_1"])
+    assert 0.4 < auc < 0.6
+
+
+def test_missing_fold_model_or_case_is_named():
+    cases = ["a", "b"]
+    folds = pd.Series([0.0, 1.0], index=cases)
+    with pytest.raises(ValueError, match=r"one model per CV fold \[0, 1\].*data.fold=0,1"):
+        cross_fit({0: _table(cases, [[0, 0], [0, 0]])}, folds)
+    with pytest.raises(ValueError, match=r"fold-1 model has no scores for cases \['b'\]"):
+        cross_fit({0: _table(cases, [[0, 0], [0, 0]]), 1: _table(["a"], [[0, 0]])}, folds)
+
+
+# ------------------------------------------------------------------------------------------------ the stage
+models = pytest.importorskip("radfuse.models")
+
+
+def _extract_cfg(out: Path, manifest: Path, *overrides: str):
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        return compose("extract", overrides=[
+            f"paths.out={out}", f"data.manifest={manifest}", "extract.progress=false", "data.classes=[0,1]",
+            "~data.clinical", "data.split.n_folds=2", "data.size=32", "data.channels=1", "data.mode=2d",
+            "radiomics=fast", "extract.deep.source=null", *overrides])
+
+
+def _fold_run(out: Path, name: str, fold: int | None, cfg) -> torch.nn.Module:
+    """A train run folder as train.py leaves it: last.ckpt of a (random) classifier + config.yaml with data.fold."""
+    from radfuse.models.module import RadfuseClassifier
+
+    torch.manual_seed(17 + (fold or 0))
+    model = RadfuseClassifier(arch="resnet18", spatial_dims=2, in_channels=1, num_classes=2, classes=["0", "1"],
+                              class_weights=None, input_mean=[0.1], input_std=[1.5])
+    run_dir = out / "train" / name
+    run_dir.mkdir(parents=True)
+    torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams),
+                "pytorch-lightning_version": __import__("lightning").__version__}, run_dir / "last.ckpt")
+    data = OmegaConf.to_container(cfg.data, resolve=True)
+    OmegaConf.save({"data": {**data, "fold": fold}}, run_dir / "config.yaml")
+    return model.eval()
+
+
+def _cohort(tmp_path: Path) -> Path:
+    manifest = make_cohort(tmp_path / "data", n_cases=10, mask2=False)
+    frame = pd.read_csv(manifest)
+    frame.loc[frame["patient_id"] == "p04", "cohort"] = "external"
+    frame.to_csv(manifest, index=False)
+    return manifest
+
+
+def test_stage_writes_out_of_fold_scores_of_the_fold_checkpoints(tmp_path):
+    from radfuse.data.datamodule import cached_dataset, manifest_items
+    from radfuse.stages import extract as stage
+    from radfuse.stages.common import crop_config, load_cohort
+
+    manifest, out = _cohort(tmp_path), tmp_path / "out"
+    cfg = _extract_cfg(out, manifest, "extract.deep.crossfit.train_runs=cv")
+    fold_models = {k: _fold_run(out, f"cv{k}", k, cfg) for k in (0, 1)}
+    summary = stage.run(cfg)
+    assert Path(summary["crossfit"]).name == "deep_crossfit.parquet"
+    table = pd.read_parquet(summary["crossfit"]).set_index("case_id")
+    assert list(table.columns) == ["deep__logit_0", "deep__logit_1"] and len(table) == 10
+
+    cohort = load_cohort(cfg)
+    frame = cohort.frame.reset_index(drop=True)
+    items = manifest_items(frame, cohort.classes)
+    crops = torch.stack([cached_dataset(items, crop_config(cfg.data), None)[i]["image"] for i in range(len(frame))])
+    with torch.no_grad():
+        logits = {k: m(crops).numpy() for k, m in fold_models.items()}
+    centred = {k: v - v.mean(axis=1, keepdims=True) for k, v in logits.items()}
+    folds = cohort.splits.fold_of(frame).to_numpy()
+    cohorts = cohort.splits.cohort_of(frame).to_numpy()
+    assert set(cohorts) == {"train", "external"} and set(folds[cohorts == "train"]) == {0, 1}
+    for i, case in enumerate(frame["case_id"]):
+        expected = centred[int(folds[i])][i] if cohorts[i] == "train" else (centred[0][i] + centred[1][i]) / 2
+        np.testing.assert_allclose(table.loc[case].to_numpy(), expected, atol=1e-4, err_msg=case)
+
+
+def test_stage_refuses_a_run_trained_on_every_fold(tmp_path):
+    from radfuse.stages import extract as stage
+
+    manifest, out = _cohort(tmp_path), tmp_path / "out"
+    cfg = _extract_cfg(out, manifest, "extract.deep.crossfit.train_runs=[cv0,full]")
+    _fold_run(out, "cv0", 0, cfg)
+    _fold_run(out, "full", None, cfg)
+    with pytest.raises(ValueError, match="'full' was trained on the whole train cohort"):
+        stage.run(cfg)
+    cfg = _extract_cfg(out, manifest, "extract.deep.crossfit.train_runs='cv{fold}'")
+    with pytest.raises(FileNotFoundError, match="cv1.*train the fold runs first"):
+        stage.run(cfg)
