@@ -141,3 +141,27 @@ def test_stage_refuses_a_run_trained_on_every_fold(tmp_path):
     cfg = _extract_cfg(out, manifest, "extract.deep.crossfit.train_runs='cv{fold}'")
     with pytest.raises(FileNotFoundError, match="cv1.*train the fold runs first"):
         stage.run(cfg)
+
+
+def test_a_new_cohort_scored_with_a_finished_studys_fold_cnns_gets_their_mean(tmp_path):
+    """Scoring a new cohort: its patient ids may repeat the study's (p00 ...), yet no case was seen by any fold CNN,
+    so every case gets the mean of the fold CNNs, never one fold model's scores."""
+    from radfuse.stages import extract as stage
+
+    study_manifest, study_out = _cohort(tmp_path / "study"), tmp_path / "study_out"
+    study_cfg = _extract_cfg(study_out, study_manifest, "extract.deep.crossfit.train_runs=cv")
+    for k in (0, 1):
+        _fold_run(study_out, f"cv{k}", k, study_cfg)
+    study = pd.read_parquet(stage.run(study_cfg)["crossfit"]).set_index("case_id")
+
+    new_cfg = _extract_cfg(tmp_path / "new_out", study_manifest, "extract.deep.crossfit.train_runs=cv",
+                           f"extract.deep.crossfit.train_out={study_out}")
+    new = pd.read_parquet(stage.run(new_cfg)["crossfit"]).set_index("case_id")
+    external = ["c08", "c09"]  # patient p04: outside the study's training cohort, so already the mean there
+    np.testing.assert_allclose(new.loc[external].to_numpy(), study.loc[external].to_numpy(), atol=1e-5)
+    train_cases = [c for c in study.index if c not in external]
+    assert not np.allclose(new.loc[train_cases].to_numpy(), study.loc[train_cases].to_numpy(), atol=1e-3)
+
+    with pytest.raises(FileNotFoundError, match="splits.json does not exist"):
+        stage.run(_extract_cfg(tmp_path / "other", study_manifest, "extract.deep.crossfit.train_runs=cv",
+                               f"extract.deep.crossfit.train_out={tmp_path / 'nowhere'}"))

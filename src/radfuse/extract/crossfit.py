@@ -48,15 +48,17 @@ def class_scores(classifier: nn.Module, dataloader: Iterable[Mapping], tta: bool
     return table.rename(columns=lambda c: c.replace("penultimate_", f"{SCORE_LAYER}_"))
 
 
-def cross_fit(scores: Mapping[int, pd.DataFrame], fold_of_case: pd.Series) -> pd.DataFrame:
+def cross_fit(scores: Mapping[int, pd.DataFrame], fold_of_case: pd.Series, n_folds: int | None = None
+              ) -> pd.DataFrame:
     """Combine the score tables of the K fold models into one out-of-fold table.
 
     scores: fold k -> table of the model trained WITHOUT fold k, with a row for every case.
     fold_of_case: case_id -> CV fold for training-cohort cases, NaN for every other case.
+    n_folds: K, the number of folds the models were trained on (default: the folds found in fold_of_case).
     A training case of fold k takes model k's row; every other case the mean of the K models' rows.
     """
     folds = sorted(int(k) for k in scores)
-    train_folds = sorted({int(f) for f in fold_of_case.dropna()})
+    train_folds = list(range(n_folds)) if n_folds is not None else sorted({int(f) for f in fold_of_case.dropna()})
     if folds != train_folds:
         raise ValueError(f"cross-fitting needs one model per CV fold {train_folds}, got models for folds {folds}: "
                          f"train the missing ones (python train.py -m data.fold={','.join(map(str, train_folds))})")

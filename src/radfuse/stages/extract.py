@@ -15,7 +15,7 @@ from radfuse.data import manifest as mf
 from radfuse.extract.params import load_params
 from radfuse.extract.radiomics import ExtractOptions
 from radfuse.extract.radiomics_run import extract_radiomics, rois_from_manifest
-from radfuse.stages.common import read_cohort_frame, save_run_config
+from radfuse.stages.common import load_cohort, read_cohort_frame, save_run_config
 
 log = logging.getLogger(__name__)
 
@@ -40,14 +40,14 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     summary = {"folder": str(folder), "rows": result.n_rows, "failures": len(result.failures),
                "computed": result.summary.count("computed"), "cached": result.summary.count("cached")}
     print(f"[radfuse] extract: radiomics {summary}", flush=True)
-    if cfg.extract.deep.source:
-        from radfuse.stages.extract_deep import run_deep
+    if cfg.extract.deep.source or cfg.extract.deep.crossfit.train_runs:
+        from radfuse.stages.extract_deep import run_crossfit, run_deep
 
-        summary["deep"] = str(run_deep(cfg, folder))
-    if cfg.extract.deep.crossfit.train_runs:
-        from radfuse.stages.extract_deep import run_crossfit
-
-        summary["crossfit"] = str(run_crossfit(cfg))
+        cohort = load_cohort(cfg)
+        if cfg.extract.deep.source:
+            summary["deep"] = str(run_deep(cfg, folder, cohort))
+        if cfg.extract.deep.crossfit.train_runs:
+            summary["crossfit"] = str(run_crossfit(cfg, cohort))
     artifacts.write_json(folder / "radiomics_params.json", params)
     inputs = {"manifest": path, **({"radiomics_params": cfg.extract.params_file} if cfg.extract.params_file else {})}
     save_run_config(cfg, folder, inputs)

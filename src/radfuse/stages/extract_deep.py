@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -18,13 +19,14 @@ from radfuse.data.crops import CropConfig
 from radfuse.data.datamodule import RadfuseDataModule
 from radfuse.extract.crossfit import class_scores, cross_fit
 from radfuse.extract.deep import InputNormalized, extract_embeddings
+from radfuse.data import manifest as mf
 from radfuse.stages.common import Cohort, crop_config, load_cohort
 
 
-def run_deep(cfg: DictConfig, folder: Path) -> Path:
+def run_deep(cfg: DictConfig, folder: Path, cohort: Cohort | None = None) -> Path:
     """Embed every ROI from `extract.deep.layer`; return the table's path."""
     deep = cfg.extract.deep
-    cohort = load_cohort(cfg)
+    cohort = cohort or load_cohort(cfg)
     sources = {"checkpoint": _from_checkpoint, "weights": _from_weights}
     if deep.source not in sources:
         raise ValueError(f"extract.deep.source={deep.source!r}: use checkpoint, weights or null")
@@ -37,23 +39,32 @@ def run_deep(cfg: DictConfig, folder: Path) -> Path:
     return artifacts.write_parquet(folder / artifacts.deep_table_name(deep.layer), table)
 
 
-def run_crossfit(cfg: DictConfig) -> Path:
-    """Out-of-fold scores of the fold runs named by `extract.deep.crossfit.train_runs`; return the table's path."""
+def run_crossfit(cfg: DictConfig, cohort: Cohort | None = None) -> Path:
+    """Out-of-fold scores of the fold runs named by `extract.deep.crossfit.train_runs`; return the table's path.
+
+    The folds are those the runs were trained on: `<train_out>/splits.json`, where `train_out` is this run's
+    `paths.out` unless `extract.deep.crossfit.train_out` names a finished study (scoring a new cohort with its fold
+    CNNs: no case of this manifest is a training case there, so every case gets the mean of the fold CNNs).
+    """
     from radfuse.models.module import load_classifier
 
     deep, spec = cfg.extract.deep, cfg.extract.deep.crossfit
-    cohort = load_cohort(cfg)
-    in_train = (cohort.splits.cohort_of(cohort.frame) == "train").to_numpy()
-    fold_of_case = pd.Series(cohort.splits.fold_of(cohort.frame).where(in_train).to_numpy(dtype=float),
-                             index=cohort.frame["case_id"].astype(str))
+    cohort = cohort or load_cohort(cfg)
+    train_out = Path(spec.get("train_out") or cfg.paths.out)
+    same_study = train_out.resolve() == Path(cfg.paths.out).resolve()
+    splits = cohort.splits if same_study else _study_splits(train_out)
+    patients = cohort.frame[mf.PATIENT_ID].astype(str)
+    # another study's fold CNNs never saw a case of this manifest, whatever its patient id
+    folds = patients.map(splits.folds) if same_study else pd.Series(np.nan, index=patients.index)
+    fold_of_case = pd.Series(folds.to_numpy(dtype=float), index=cohort.frame[mf.CASE_ID].astype(str))
     scores = {}
-    for run in crossfit_runs(spec.train_runs, cohort.splits.n_folds):
-        run_dir = artifacts.train_dir(cfg.paths.out, run)
+    for run in crossfit_runs(spec.train_runs, splits.n_folds):
+        run_dir = artifacts.train_dir(train_out, run)
         checkpoint, config = run_dir / str(spec.checkpoint), run_dir / artifacts.CONFIG_FILE
         if not checkpoint.is_file() or not config.is_file():
             raise FileNotFoundError(
                 f"cross-fit train run {run!r}: {checkpoint} or its config.yaml does not exist: train the fold runs "
-                f"first (python train.py -m data.fold=0,...,{cohort.splits.n_folds - 1} 'run=<name>${{data.fold}}')")
+                f"first (python train.py -m data.fold=0,...,{splits.n_folds - 1} 'run=<name>${{data.fold}}')")
         data = OmegaConf.load(config).data
         fold = data.get("fold")
         if fold is None:
@@ -70,7 +81,7 @@ def run_crossfit(cfg: DictConfig) -> Path:
               flush=True)
         scores[int(fold)] = class_scores(classifier.to(deep.device), _predict_loader(cfg, cohort, crop_config(data)),
                                          tta=bool(deep.tta), device=deep.device)
-    table = cross_fit(scores, fold_of_case)
+    table = cross_fit(scores, fold_of_case, n_folds=splits.n_folds)
     folder = artifacts.extract_dir(cfg.paths.out, cfg.run)
     return artifacts.write_parquet(folder / artifacts.CROSSFIT_TABLE, table)
 
@@ -81,6 +92,16 @@ def crossfit_runs(train_runs: str | list | ListConfig, n_folds: int) -> list[str
     if isinstance(train_runs, str):
         return [train_runs.format(fold=k) if "{fold}" in train_runs else f"{train_runs}{k}" for k in range(n_folds)]
     return [str(r) for r in train_runs]
+
+
+def _study_splits(train_out: Path):
+    from radfuse.data.splits import read_splits
+
+    path = artifacts.splits_path(train_out)
+    if not path.is_file():
+        raise FileNotFoundError(f"extract.deep.crossfit.train_out={train_out}: {path} does not exist; point it at "
+                                "the paths.out of the study whose fold CNNs you want (it holds splits.json and train/)")
+    return read_splits(path)
 
 
 def _predict_loader(cfg: DictConfig, cohort: Cohort, crop: CropConfig):
