@@ -127,3 +127,32 @@ def test_bf16_mixed_precision_on_gpu(tmp_path, cohort):
     train.run(cfg)
     metrics = json.loads((tmp_path / "train" / "gpu" / "metrics.json").read_text())
     assert metrics["global_step"] == 2 and torch.isfinite(torch.tensor(metrics["final"]["train/loss"]))
+
+
+def test_lightning_messages_are_printed_once_under_hydra_logging():
+    import logging
+
+    import lightning  # noqa: F401  (gives the `lightning` logger its own console handler)
+
+    from radfuse.stages.common import log_lightning_once
+
+    records = []
+
+    class Collect(logging.Handler):
+        def emit(self, record):
+            records.append(record.getMessage())
+
+    root, lightning_logger = logging.getLogger(), logging.getLogger("lightning")
+    console = logging.StreamHandler()
+    lightning_logger.addHandler(console)  # as `import lightning` does, whatever ran before in this process
+    collect = Collect()
+    root.addHandler(collect)  # as Hydra's job logging does
+    try:
+        log_lightning_once()
+        assert console not in lightning_logger.handlers
+        assert not [h for h in lightning_logger.handlers if type(h) is logging.StreamHandler]
+        logging.getLogger("lightning.pytorch.utilities").warning("said once")
+        assert records.count("said once") == 1
+    finally:
+        root.removeHandler(collect)
+        lightning_logger.removeHandler(console)

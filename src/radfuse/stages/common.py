@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,3 +98,18 @@ def exit_on_input_error(func):
             sys.exit(2)
 
     return wrapper
+
+
+def log_lightning_once() -> None:
+    """Print each Lightning message once under Hydra's logging.
+
+    The `lightning` package gives its logger a console handler of its own and still lets records propagate to the
+    root logger, which Hydra has configured (console + the job's log file): every message came out twice. When the
+    root has handlers, drop Lightning's console handler and keep the root's.
+    """
+    if not logging.getLogger().handlers:
+        return
+    lightning_logger = logging.getLogger("lightning")
+    for handler in list(lightning_logger.handlers):
+        if type(handler) is logging.StreamHandler:
+            lightning_logger.removeHandler(handler)

@@ -24,7 +24,8 @@ from radfuse.data.datamodule import RadfuseDataModule
 from radfuse.models.module import MONITOR, RadfuseClassifier
 from radfuse.models.weight_formats import WeightsError
 from radfuse.models.weights import load_weights
-from radfuse.stages.common import Cohort, crop_config, exit_on_input_error, load_cohort, save_run_config
+from radfuse.stages.common import (Cohort, crop_config, exit_on_input_error, load_cohort, log_lightning_once,
+                                   save_run_config)
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +157,7 @@ def collect_metrics(trainer: L.Trainer, run: str, datamodule: RadfuseDataModule,
 
 def run(cfg: DictConfig) -> float | None:
     """Train one model as configured; return the best validation macro AUC (for Hydra sweepers)."""
+    log_lightning_once()
     L.seed_everything(cfg.seed, workers=True)
     check_backbone_weights(cfg)  # before any data work: a missing weights file is the cheapest error to report
     cohort = load_cohort(cfg)
