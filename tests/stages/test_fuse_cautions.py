@@ -1,6 +1,6 @@
 from omegaconf import OmegaConf
 
-from radfuse.stages.fuse import fine_tuned_deep_cautions
+from radfuse.stages.fuse import deep_block_remarks
 
 
 def _extract_run(folder, source):
@@ -15,13 +15,13 @@ def _extract_run(folder, source):
 
 def test_embeddings_of_a_fine_tuned_checkpoint_are_flagged(tmp_path):
     cfg = _extract_run(tmp_path / "ckpt", "checkpoint")
-    cautions = fine_tuned_deep_cautions(cfg, {"rad": None, "deep": None, "clinical": None})
+    cautions = deep_block_remarks(cfg, {"rad": None, "deep": None, "clinical": None}).cautions
     assert len(cautions) == 1 and "block 'deep'" in cautions[0] and "'r50'" in cautions[0]
 
 
 def test_pretrained_embeddings_and_radiomics_are_not_flagged(tmp_path):
     cfg = _extract_run(tmp_path / "weights", "weights")
-    assert fine_tuned_deep_cautions(cfg, {"rad": None, "deep": None}) == []
+    assert deep_block_remarks(cfg, {"rad": None, "deep": None}).cautions == []
 
 
 def test_cross_fitted_scores_are_not_flagged(tmp_path):
@@ -29,21 +29,18 @@ def test_cross_fitted_scores_are_not_flagged(tmp_path):
     crossfit = tmp_path / "ckpt" / "deep_crossfit.parquet"
     crossfit.write_bytes(b"")
     cfg.tables.deep = str(crossfit)
-    assert fine_tuned_deep_cautions(cfg, {"rad": None, "deep": None}) == []
+    assert deep_block_remarks(cfg, {"rad": None, "deep": None}).cautions == []
 
 
 def test_cross_fitted_block_is_described_for_the_report(tmp_path):
-    from radfuse.stages.fuse import crossfit_notes
-
     folder = tmp_path / "run"
     folder.mkdir()
     (folder / "deep_crossfit.parquet").write_bytes(b"")
-    OmegaConf.save(OmegaConf.create({"extract": {"deep": {"crossfit": {"train_runs": "cv", "checkpoint": "last.ckpt"}}}}),
+    crossfit = {"train_runs": "cv", "checkpoint": "last.ckpt"}
+    OmegaConf.save(OmegaConf.create({"extract": {"deep": {"source": "checkpoint", "crossfit": crossfit}}}),
                    folder / "config.yaml")
     cfg = OmegaConf.create({"tables": {"rad": str(folder / "radiomics.parquet"),
-                                       "deep": str(folder / "deep_crossfit.parquet")},
-                            "feature_sets": {"rad": ["rad"], "deep": ["deep"]}})
-    notes = crossfit_notes(cfg)
+                                       "deep": str(folder / "deep_crossfit.parquet")}})
+    notes = deep_block_remarks(cfg, {"rad": None, "deep": None}).notes
     assert len(notes) == 1 and "Block 'deep'" in notes[0] and "train runs cv" in notes[0]
-    cfg.feature_sets = {"rad": ["rad"]}
-    assert crossfit_notes(cfg) == []
+    assert deep_block_remarks(cfg, {"rad": None}).notes == []  # a block no feature set uses

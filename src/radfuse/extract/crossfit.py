@@ -64,14 +64,14 @@ def cross_fit(scores: Mapping[int, pd.DataFrame], fold_of_case: pd.Series, n_fol
                          f"train the missing ones (python train.py -m data.fold={','.join(map(str, train_folds))})")
     tables = {k: scores[k].set_index(KEY_COLUMN) for k in folds}
     columns = tables[folds[0]].columns
+    cases = pd.Index(fold_of_case.index.astype(str), name=KEY_COLUMN)
     for k, table in tables.items():
         if list(table.columns) != list(columns):
             raise ValueError(f"the fold-{k} model scores columns {list(table.columns)[:4]}..., fold {folds[0]} "
                              f"{list(columns)[:4]}...: all fold models must be trained on the same classes")
-        missing = pd.Index(fold_of_case.index.astype(str)).difference(table.index)
+        missing = cases.difference(table.index)
         if len(missing):
             raise ValueError(f"the fold-{k} model has no scores for cases {list(missing[:5])}")
-    cases = pd.Index(fold_of_case.index.astype(str), name=KEY_COLUMN)
     stacked = np.stack([tables[k].loc[cases, columns].to_numpy(dtype=float) for k in folds])  # [K, N, C]
     combined = stacked.mean(axis=0)
     fold = fold_of_case.to_numpy(dtype=float)

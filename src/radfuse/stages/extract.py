@@ -1,5 +1,6 @@
-"""extract stage: manifest -> radiomics.parquet, radiomics_diagnostics.parquet, icc.parquet, failures.csv and
-deep_<layer>.parquet (+ deep_crossfit.parquet) under <out>/extract/<run>/, with config.yaml and provenance.json beside them."""
+"""extract stage: manifest -> radiomics.parquet, radiomics_diagnostics.parquet, icc.parquet, failures.csv,
+deep_<layer>.parquet and deep_crossfit.parquet under <out>/extract/<run>/, with config.yaml and provenance.json
+beside them."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from radfuse.data import manifest as mf
 from radfuse.extract.params import load_params
 from radfuse.extract.radiomics import ExtractOptions
 from radfuse.extract.radiomics_run import extract_radiomics, rois_from_manifest
-from radfuse.stages.common import load_cohort, read_cohort_frame, save_run_config
+from radfuse.stages.common import load_cohort, log_lightning_once, read_cohort_frame, save_run_config
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +42,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                "computed": result.summary.count("computed"), "cached": result.summary.count("cached")}
     print(f"[radfuse] extract: radiomics {summary}", flush=True)
     if cfg.extract.deep.source or cfg.extract.deep.crossfit.train_runs:
-        from radfuse.stages.extract_deep import run_crossfit, run_deep
+        from radfuse.stages.extract_deep import run_crossfit, run_deep  # imports lightning
 
+        log_lightning_once()
         cohort = load_cohort(cfg)
         if cfg.extract.deep.source:
             summary["deep"] = str(run_deep(cfg, folder, cohort))

@@ -15,12 +15,12 @@ import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from radfuse import artifacts
+from radfuse.data import manifest as mf
 from radfuse.data.crops import CropConfig
 from radfuse.data.datamodule import RadfuseDataModule
 from radfuse.extract.crossfit import class_scores, cross_fit
 from radfuse.extract.deep import InputNormalized, extract_embeddings
-from radfuse.data import manifest as mf
-from radfuse.stages.common import Cohort, crop_config, load_cohort, log_lightning_once
+from radfuse.stages.common import Cohort, crop_config, load_cohort
 
 
 def run_deep(cfg: DictConfig, folder: Path, cohort: Cohort | None = None) -> Path:
@@ -48,7 +48,6 @@ def run_crossfit(cfg: DictConfig, cohort: Cohort | None = None) -> Path:
     """
     from radfuse.models.module import load_classifier
 
-    log_lightning_once()
     deep, spec = cfg.extract.deep, cfg.extract.deep.crossfit
     cohort = cohort or load_cohort(cfg)
     train_out = Path(spec.get("train_out") or cfg.paths.out)
@@ -115,7 +114,6 @@ def _predict_loader(cfg: DictConfig, cohort: Cohort, crop: CropConfig):
 def _from_checkpoint(cfg: DictConfig, _num_classes: int) -> tuple[InputNormalized, CropConfig]:
     from radfuse.models.module import load_classifier
 
-    log_lightning_once()
     deep = cfg.extract.deep
     path = Path(deep.checkpoint) if deep.checkpoint else \
         artifacts.train_dir(cfg.paths.out, deep.train_run) / "best.ckpt"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import joblib
 import pandas as pd
@@ -36,12 +36,13 @@ def run(cfg: DictConfig) -> FusionResult:
         fold_of_patient=cohort.splits.folds if cfg.cv.folds == "splits" else None)
     result = run_fusion(design, setup)
     result.model["categorical_clinical"] = [c for c, k in cohort.clinical.items() if k == "categorical"]
-    result.metrics["cautions"] = fine_tuned_deep_cautions(cfg, blocks)
+    remarks = deep_block_remarks(cfg, blocks)
+    result.metrics["cautions"] = remarks.cautions
     for caution in result.metrics["cautions"]:
         print(f"[radfuse] caution: {caution}", flush=True)
     out = write_outputs(cfg, result)
     save_run_config(cfg, out, inputs={"manifest": cohort.manifest_path, **dict(cfg.tables)})
-    report = write_report(cfg, cohort, design, result, out)
+    report = write_report(cfg, cohort, design, result, out, notes=remarks.notes)
     for fs, m in result.metrics["feature_sets"].items():
         print(f"[radfuse] {fs}: winner {m['winner']}, CV macro AUC {m['cv_macro_auc']:.3f}, "
               f"external macro AUC {m['external_macro_auc']}", flush=True)
@@ -51,7 +52,8 @@ def run(cfg: DictConfig) -> FusionResult:
     return result
 
 
-def write_report(cfg: DictConfig, cohort: Cohort, design: Design, result: FusionResult, out: Path) -> Path | None:
+def write_report(cfg: DictConfig, cohort: Cohort, design: Design, result: FusionResult, out: Path,
+                 notes: list[str] = ()) -> Path | None:
     """The evaluation and report.html of this run (radfuse.evaluate), with Grad-CAM of the linked train run."""
     if not cfg.report.enabled:
         return None
@@ -59,7 +61,7 @@ def write_report(cfg: DictConfig, cohort: Cohort, design: Design, result: Fusion
 
     print("[radfuse] evaluating and writing the report", flush=True)
     extras = {**report_inputs(result, design), "config": OmegaConf.to_container(cfg, resolve=True),
-              "cautions": result.metrics.get("cautions", []), "notes": crossfit_notes(cfg),
+              "cautions": result.metrics.get("cautions", []), "notes": list(notes),
               "n_resamples": int(cfg.report.n_resamples), "seed": int(cfg.cv.seed),
               "gradcam": gradcam_overlays(cfg, cohort, out)}
     frame = cohort.frame.assign(**{COHORT: cohort.splits.cohort_of(cohort.frame)})
@@ -84,45 +86,44 @@ def gradcam_overlays(cfg: DictConfig, cohort: Cohort, out: Path) -> list[Path]:
         return []
 
 
-def fine_tuned_deep_cautions(cfg: DictConfig, blocks: dict[str, Any]) -> list[str]:
-    """Deep features from a CNN fine-tuned on the training cohort carry its labels into the train-cohort CV.
+class DeepRemarks(NamedTuple):
+    notes: list[str]      # where each cross-fitted deep block came from (report overview)
+    cautions: list[str]   # blocks whose training-cohort CV is optimistic (printed, metrics.json, report)
 
-    The CNN is a fitted step that cannot sit inside the scikit-learn folds, so out-of-fold AUCs of feature sets with
-    such a block are optimistic; the held-out cohorts (internal, external, prospective) stay honest.
+
+def deep_block_remarks(cfg: DictConfig, blocks: dict[str, Any]) -> DeepRemarks:
+    """What the extract run behind each used deep table says about the honesty of the training-cohort CV.
+
+    Embeddings of a CNN fine-tuned on the training cohort carry its labels into that CV: the CNN is a fitted step
+    that cannot sit inside the scikit-learn folds, so out-of-fold AUCs of feature sets with such a block are
+    optimistic (the held-out cohorts stay honest). Cross-fitted scores do not: each training case is scored by the
+    fold CNN that never saw it.
     """
-    cautions = []
+    remarks = DeepRemarks([], [])
     for name in blocks:
-        table = cfg.tables.get(name) if name != "clinical" else None
-        config = Path(table).parent / "config.yaml" if table else None
-        if config is None or not config.is_file():
+        table = Path(cfg.tables[name]) if name != "clinical" and cfg.tables.get(name) else None
+        config = table.parent / "config.yaml" if table else None
+        if config is None or not config.is_file() or not table.name.startswith("deep_"):
             continue
-        extract_cfg = OmegaConf.load(config)
-        crossfit = Path(table).name == CROSSFIT_TABLE  # out-of-fold scores: nothing leaks
-        if OmegaConf.select(extract_cfg, "extract.deep.source") == "checkpoint" and str(table).endswith(".parquet") \
-                and Path(table).name.startswith("deep_") and not crossfit:
-            run = OmegaConf.select(extract_cfg, "extract.deep.train_run")
-            cautions.append(
-                f"block '{name}' holds embeddings of a CNN fine-tuned on the training cohort (train run '{run}'): "
-                "out-of-fold AUCs on the training cohort of every feature set using it are optimistic, and so is "
-                "model selection by them. Cross-fit the CNN instead (deep_features=crossfit, docs/fuse.md), judge "
-                "those models on the internal, external and prospective cohorts only, or use embeddings of "
-                "pretrained weights (extract.deep.source=weights).")
-    return cautions
-
-
-def crossfit_notes(cfg: DictConfig) -> list[str]:
-    """Where each cross-fitted deep block came from, for the report's overview."""
-    notes = []
-    for name, table in cfg.tables.items():
-        config = Path(table).parent / "config.yaml"
-        if Path(table).name != CROSSFIT_TABLE or not config.is_file() or not _used(cfg, name):
+        deep = OmegaConf.select(OmegaConf.load(config), "extract.deep")
+        if deep is None:
             continue
-        spec = OmegaConf.select(OmegaConf.load(config), "extract.deep.crossfit")
-        runs = OmegaConf.to_container(spec.train_runs) if isinstance(spec.train_runs, ListConfig) else spec.train_runs
-        notes.append(f"Block '{name}' holds cross-fitted CNN scores (train runs {runs}, {spec.checkpoint}): each "
-                     "training case is scored by the fold CNN that never saw it, every other case by the mean of "
-                     "the fold CNNs, so the training-cohort CV of feature sets using it is honest.")
-    return notes
+        if table.name == CROSSFIT_TABLE:
+            spec = deep.get("crossfit") or {}
+            runs = spec.get("train_runs")
+            runs = OmegaConf.to_container(runs) if isinstance(runs, ListConfig) else runs
+            remarks.notes.append(
+                f"Block '{name}' holds cross-fitted CNN scores (train runs {runs}, {spec.get('checkpoint')}): each "
+                "training case is scored by the fold CNN that never saw it, every other case by the mean of "
+                "the fold CNNs, so the training-cohort CV of feature sets using it is honest.")
+        elif deep.get("source") == "checkpoint" and table.suffix == ".parquet":
+            remarks.cautions.append(
+                f"block '{name}' holds embeddings of a CNN fine-tuned on the training cohort (train run "
+                f"'{deep.get('train_run')}'): out-of-fold AUCs on the training cohort of every feature set using it "
+                "are optimistic, and so is model selection by them. Cross-fit the CNN instead "
+                "(deep_features=crossfit, docs/fuse.md), judge those models on the internal, external and "
+                "prospective cohorts only, or use embeddings of pretrained weights (extract.deep.source=weights).")
+    return remarks
 
 
 def _used(cfg: DictConfig, block: str) -> bool:
