@@ -51,11 +51,13 @@ def deep_table_name(layer: str) -> str:
 
 
 CROSSFIT_TABLE = deep_table_name("crossfit")  # out-of-fold CNN scores (radfuse.extract.crossfit)
+DEEP_SOURCES_FILE = "deep_sources.json"  # per deep table: the checkpoint(s) it came from and what chose them
 
 
 RADIOMICS_TABLE = "radiomics.parquet"
 RADIOMICS_DIAGNOSTICS_TABLE = "radiomics_diagnostics.parquet"
 ICC_TABLE = "icc.parquet"
+GREY_LEVELS_TABLE = "grey_levels.csv"  # per image type: grey levels the ROIs get after discretisation
 FAILURES_TABLE = "failures.csv"
 PREDICTIONS_TABLE = "predictions.parquet"
 MODEL_FILE = "model.joblib"

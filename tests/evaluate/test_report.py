@@ -199,3 +199,50 @@ def test_several_rois_per_patient_and_a_class_missing_from_a_cohort(tmp_path):
     assert external["per_class"]["2"]["auc"]["estimate"] is None
     skipped = [r for r in data["delong"] if r["class"] == "2" and r["set1"] == "external" and r["type"] == "paired"]
     assert skipped and "at least 2 positive" in skipped[0]["note"]
+
+
+def test_one_selection_rule_for_winners_table_and_combined_model(cohort, tmp_path):
+    """Issue 11, defect 5: the fitting stage picks winners by its mean CV-fold AUC; the report ranked and picked by
+    the pooled out-of-fold AUC, so its table's top row was often not the reported winner. Here the stage's
+    criterion prefers rad/lr although rad/svm (stronger simulated signal) has the higher pooled AUC."""
+    manifest, predictions = cohort
+    selection = {"rad": {"lr": 0.91, "svm": 0.85}, "fused": {"lr": 0.88}}
+    rule = "Winner = highest mean CV-fold macro AUC (test rule)."
+    build_report(tmp_path, predictions, classes=CLASSES, manifest=manifest, clinical_columns=["age"],
+                 extras={"n_resamples": 50, "selection": selection, "selection_rule": rule})
+    data = json.loads((tmp_path / "metrics.json").read_text())
+    pooled = {r["model"]: r["cv_macro_auc"] for r in data["classifier_comparison"]}
+    assert pooled["rad/svm"] > pooled["rad/lr"]  # the two rules disagree on this cohort
+    assert data["selected_models"] == ["rad/lr", "fused/lr"]
+    rad_rows = [r for r in data["classifier_comparison"] if r["feature set"] == "rad"]
+    assert [r["model"] for r in rad_rows] == ["rad/lr", "rad/svm"] and rad_rows[0]["winner"] == "yes"
+    assert data["combined_model"]["model"] == "rad/lr"  # by the same rule: 0.91 beats fused/lr's 0.88
+    assert rule in (tmp_path / "report.html").read_text()
+
+
+def test_combined_model_training_auc_is_cross_fitted(tmp_path):
+    """Issue 11, defect 6: the combined model was fitted on the out-of-fold rows and scored on the same rows. Its
+    training-cohort AUC must come from the stage's folds: fitted without fold k, scored on fold k. Checked against
+    an independent refit with scikit-learn on the same folds."""
+    from scipy.special import logit
+    from sklearn.metrics import roc_auc_score
+
+    classes = ["0", "1"]
+    manifest = synthetic.simulate_manifest(classes, {"train": 80, "external": 20}, seed=3)
+    manifest = manifest.drop(columns=["age", "sex", "t_score"])  # rad-score only: no variable choice involved
+    predictions = synthetic.simulate_predictions(manifest, classes, {("rad", "lr"): 0.6}, seed=4)
+    oof = predictions[predictions.split == "oof"].reset_index(drop=True)
+    folds = {c: i % 4 for i, c in enumerate(oof["case_id"])}
+    build_report(tmp_path, predictions, classes=classes, manifest=manifest,
+                 extras={"n_resamples": 20, "fold_of_case": folds})
+    reported = json.loads((tmp_path / "metrics.json").read_text())["combined_model"]["per_class"]["1"]["auc"]
+
+    score = logit(oof["prob__1"].clip(1e-6, 1 - 1e-6)).to_numpy()[:, None]
+    y = (oof["label"] == "1").to_numpy()
+    fold = oof["case_id"].map(folds).to_numpy()
+    crossed = np.zeros(len(oof))
+    for k in range(4):
+        fit = LogisticRegression(C=np.inf).fit(score[fold != k], y[fold != k])
+        crossed[fold == k] = fit.predict_proba(score[fold == k])[:, 1]
+    assert reported["train_cv"][0] == pytest.approx(roc_auc_score(y, crossed), abs=1e-6)
+    assert reported["train_cv"][0] != pytest.approx(roc_auc_score(y, score[:, 0]), abs=1e-4)  # not in-sample

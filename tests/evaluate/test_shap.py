@@ -77,3 +77,45 @@ def test_classifier_without_probabilities_is_explained_on_its_decision_function(
     assert result.explainer == "kernel" and result.output == "decision function"
     margin = pipe.decision_function(X.loc[result.case_ids])
     assert result.values.sum(axis=1)[:, 1] + result.base_values[1] == pytest.approx(margin, abs=1e-6)
+
+
+@pytest.mark.parametrize("classifier", [LogisticRegression(max_iter=2000), RandomForestClassifier(10, random_state=0),
+                                        KNeighborsClassifier(5)])
+def test_fusion_pipeline_explanations_carry_the_real_feature_names(classifier):
+    """Issue 11, defect 4: the report explains a winner on the columns of its own feature set, a subset of the
+    design it was fitted on; the names came out as feature_0, feature_1 ... for 3 of 4 models."""
+    from radfuse.fuse.pipeline import fusion_pipeline
+    from tests.fuse.helpers import small_design, small_lasso
+
+    design = small_design(n_classes=2)
+    train = design.rows((design.cohorts == "train").to_numpy())
+    blocks = {"rad": {"scale": StandardScaler(), "lasso": small_lasso()}}
+    pipe = fusion_pipeline(blocks, {"scale": StandardScaler()}, classifier)
+    y = (train.labels == train.labels.iloc[0]).astype(int).to_numpy()
+    from sklearn import config_context
+
+    with config_context(enable_metadata_routing=True):
+        pipe.fit(train.X, y, groups=train.patients.to_numpy())
+    used = [c for c in train.X.columns if c.startswith("rad__")]
+    result = shap_explain.explain_pipeline(pipe, train.X[used], ["0", "1"], kernel_cases=4, kernel_nsamples=30,
+                                           max_cases=20)
+    expected = [str(n) for n in pipe[:-1].get_feature_names_out()]
+    assert result.feature_names == expected and all(n.startswith("rad__") for n in expected)
+    assert set(result.table()["feature"]) == set(expected)
+
+
+def test_a_head_without_feature_names_is_an_error_not_a_fallback():
+    from sklearn.base import BaseEstimator, TransformerMixin
+
+    class Anonymous(TransformerMixin, BaseEstimator):
+        def fit(self, X, y=None):
+            self.n_features_in_ = np.asarray(X).shape[1]
+            return self
+
+        def transform(self, X):
+            return np.asarray(X)[:, :2]
+
+    X, y = _data(2)
+    pipe = make_pipeline(Anonymous(), LogisticRegression()).fit(X, y)
+    with pytest.raises(shap_explain.FeatureNamesUnavailable, match="do not name their output features"):
+        shap_explain.explain_pipeline(pipe, X, ["0", "1"])

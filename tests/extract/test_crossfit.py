@@ -3,6 +3,7 @@ end to end on fold checkpoints of a tiny cohort (every row checked against the f
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -77,8 +78,10 @@ def _extract_cfg(out: Path, manifest: Path, *overrides: str):
             "radiomics=fast", "extract.deep.source=null", *overrides])
 
 
-def _fold_run(out: Path, name: str, fold: int | None, cfg) -> torch.nn.Module:
-    """A train run folder as train.py leaves it: last.ckpt of a (random) classifier + config.yaml with data.fold."""
+def _fold_run(out: Path, name: str, fold: int | None, cfg, epochs: int = 5, last_epoch: int | None = None,
+              callbacks: dict | None = None) -> torch.nn.Module:
+    """A train run folder as train.py leaves it: last.ckpt of a (random) classifier saved at `last_epoch` (default:
+    the final one), metrics.json of an `epochs`-epoch run, config.yaml with data.fold (and `callbacks`)."""
     from radfuse.models.module import RadfuseClassifier
 
     torch.manual_seed(17 + (fold or 0))
@@ -87,9 +90,11 @@ def _fold_run(out: Path, name: str, fold: int | None, cfg) -> torch.nn.Module:
     run_dir = out / "train" / name
     run_dir.mkdir(parents=True)
     torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams),
+                "epoch": epochs - 1 if last_epoch is None else last_epoch,
                 "pytorch-lightning_version": __import__("lightning").__version__}, run_dir / "last.ckpt")
+    (run_dir / "metrics.json").write_text(json.dumps({"epochs_completed": epochs, "validated_on": f"CV fold {fold}"}))
     data = OmegaConf.to_container(cfg.data, resolve=True)
-    OmegaConf.save({"data": {**data, "fold": fold}}, run_dir / "config.yaml")
+    OmegaConf.save({"data": {**data, "fold": fold}, "callbacks": callbacks or {}}, run_dir / "config.yaml")
     return model.eval()
 
 
@@ -165,3 +170,35 @@ def test_a_new_cohort_scored_with_a_finished_studys_fold_cnns_gets_their_mean(tm
     with pytest.raises(FileNotFoundError, match="splits.json does not exist"):
         stage.run(_extract_cfg(tmp_path / "other", study_manifest, "extract.deep.crossfit.train_runs=cv",
                                f"extract.deep.crossfit.train_out={tmp_path / 'nowhere'}"))
+
+
+@pytest.mark.parametrize("problem, match", [
+    ({"last_epoch": 1}, r"cv1.*holds epoch 1 of a run that trained to epoch 4.*last epoch"),
+    ({"callbacks": {"early_stopping": {"monitor": "val/auc"}}}, r"cv1.*early stopping"),
+])
+def test_stage_refuses_fold_scores_from_an_epoch_the_folds_labels_chose(tmp_path, problem, match):
+    """Fold k's CNN must not be picked (best epoch, early stopping) with fold k's labels: those are the labels of
+    the cases it scores."""
+    from radfuse.stages import extract as stage
+
+    manifest, out = _cohort(tmp_path), tmp_path / "out"
+    cfg = _extract_cfg(out, manifest, "extract.deep.crossfit.train_runs=cv")
+    _fold_run(out, "cv0", 0, cfg)
+    _fold_run(out, "cv1", 1, cfg, **problem)
+    with pytest.raises(ValueError, match=match):
+        stage.run(cfg)
+    assert not (out / "extract" / "default" / "deep_crossfit.parquet").exists()
+
+
+def test_stage_records_where_each_deep_table_came_from(tmp_path):
+    from radfuse.stages import extract as stage
+
+    manifest, out = _cohort(tmp_path), tmp_path / "out"
+    cfg = _extract_cfg(out, manifest, "extract.deep.crossfit.train_runs=cv")
+    for k in (0, 1):
+        _fold_run(out, f"cv{k}", k, cfg)
+    stage.run(cfg)
+    sources = json.loads((out / "extract" / "default" / "deep_sources.json").read_text())
+    runs = sources["deep_crossfit.parquet"]["runs"]
+    assert {r: (v["epoch"], v["chosen_on_validation"]) for r, v in runs.items()} == {"cv0": (4, None),
+                                                                                    "cv1": (4, None)}

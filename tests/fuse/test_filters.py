@@ -73,3 +73,17 @@ def test_correlation_filter_drops_the_feature_more_correlated_with_the_rest():
     # the only pair above 0.9 is (hub, twin); hub also correlates with `other`, twin barely: hub goes
     names = CorrelationFilter("pearson", threshold=0.9).fit(X).get_feature_names_out()
     assert "hub" not in names and {"twin", "other"} <= set(names)
+
+
+def test_constant_filter_drops_columns_constant_on_the_fitting_rows_only():
+    from radfuse.fuse.filters import ConstantFilter
+
+    rng = np.random.default_rng(0)
+    train = pd.DataFrame({"rad__a": rng.normal(size=12), "rad__flat": np.full(12, 3.0),
+                          "rad__tiny": 1e6 + 1e-9 * rng.normal(size=12)})  # spread far below the value's precision
+    step = ConstantFilter().fit(train)
+    assert list(step.get_feature_names_out()) == ["rad__a"]
+    held_out = train.assign(rad__flat=rng.normal(size=12))  # varying on other rows changes nothing
+    np.testing.assert_array_equal(np.asarray(step.transform(held_out)).ravel(), held_out["rad__a"].to_numpy())
+    with pytest.raises(ValueError, match="every one of the 2 features is constant"):
+        ConstantFilter().fit(train[["rad__flat", "rad__tiny"]])

@@ -102,7 +102,7 @@ def test_default_deep_block_is_the_cross_fitted_scores_and_a_missing_table_says_
         cfg = compose("fuse", overrides=[f"data.manifest={manifest}", f"paths.out={tmp_path / 'out'}",
                                          "data.classes=[0,1]", "~data.clinical.t_score", "data.split.n_folds=3"])
     assert cfg.tables.deep.endswith("/extract/default/deep_crossfit.parquet")
-    assert list(cfg.blocks.deep) == ["scale"]  # a few class scores: no PCA
+    assert list(cfg.blocks.deep) == ["impute", "scale"]  # a few class scores: no PCA
     cfg.tables.rad = str(_tables(manifest, tmp_path)["rad"])
     with pytest.raises(FileNotFoundError) as err:
         fuse.run(cfg)

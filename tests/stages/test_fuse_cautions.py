@@ -1,3 +1,6 @@
+import json
+
+import pytest
 from omegaconf import OmegaConf
 
 from radfuse.stages.fuse import deep_block_remarks
@@ -44,3 +47,23 @@ def test_cross_fitted_block_is_described_for_the_report(tmp_path):
     notes = deep_block_remarks(cfg, {"rad": None, "deep": None}).notes
     assert len(notes) == 1 and "Block 'deep'" in notes[0] and "train runs cv" in notes[0]
     assert deep_block_remarks(cfg, {"rad": None}).notes == []  # a block no feature set uses
+
+
+@pytest.mark.parametrize("source, expected", [
+    ({"checkpoint": "best.ckpt", "epoch": 3, "validated_on": "internal cohort",
+      "chosen_on_validation": "best.ckpt holds epoch 3 of a run that trained to epoch 19"},
+     "The internal cohort chose the CNN's checkpoint"),
+    ({"checkpoint": "last.ckpt", "epoch": 19, "validated_on": "internal cohort", "chosen_on_validation": None},
+     "chosen by no label"),
+    (None, "if it was best.ckpt, the internal cohort chose it"),
+])
+def test_the_caution_says_whether_the_internal_cohort_chose_the_checkpoint(tmp_path, source, expected):
+    """The papers' single-CNN path: when the internal cohort's labels picked the CNN's epoch, the report must not
+    tell the reader to judge those models on the internal cohort."""
+    cfg = _extract_run(tmp_path / "ckpt", "checkpoint")
+    if source is not None:
+        (tmp_path / "ckpt" / "deep_sources.json").write_text(json.dumps({"deep_penultimate.parquet": source}))
+    caution = deep_block_remarks(cfg, {"rad": None, "deep": None}).cautions[0]
+    assert expected in caution
+    clean = source is not None and source["chosen_on_validation"] is None
+    assert ("judge those models on the internal" in caution) == clean

@@ -42,12 +42,25 @@ class ReportContext:
         value = entry.get("overall", {}).get("macro_auc", {}).get("estimate")
         return -np.inf if value is None else value
 
+    def selection_score(self, key: tuple[str, str]) -> float:
+        """The fitting stage's selection criterion for a model (extras['selection'][feature set][model]: its mean
+        CV-fold macro AUC), else, for a predictions table evaluated on its own, the pooled out-of-fold macro AUC."""
+        value = (self.extras.get("selection") or {}).get(key[0], {}).get(key[1])
+        return float(value) if value is not None else self.macro_auc(key, metrics.OOF_SET)
+
+    @property
+    def selection_rule(self) -> str:
+        return self.extras.get("selection_rule") or (
+            "Best model per feature set by pooled out-of-fold macro AUC on the training cohort (no fitting stage's "
+            "selection was given).")
+
 
 def select_models(ctx: ReportContext) -> list[tuple[str, str]]:
-    """Best model per feature set by out-of-fold macro AUC (the training data's choice, never a test set's).
+    """Best model per feature set by the selection rule (the training data's choice, never a test set's).
 
-    The fitting stage may name its own winners (extras['winners'] = {feature_set: model}); without out-of-fold
-    rows every model is kept, in table order.
+    The fitting stage names its own winners (extras['winners'] = {feature_set: model}, chosen by the rule it
+    states in extras['selection_rule']); without them, the pooled out-of-fold macro AUC decides; without
+    out-of-fold rows every model is kept, in table order.
     """
     keys = metrics.model_keys(ctx.predictions)
     winners = [(str(fs), str(m)) for fs, m in (ctx.extras.get("winners") or {}).items()]
@@ -61,6 +74,6 @@ def select_models(ctx: ReportContext) -> list[tuple[str, str]]:
         return keys
     best: dict[str, tuple[str, str]] = {}
     for key in keys:
-        if key[0] not in best or ctx.macro_auc(key, metrics.OOF_SET) > ctx.macro_auc(best[key[0]], metrics.OOF_SET):
+        if key[0] not in best or ctx.selection_score(key) > ctx.selection_score(best[key[0]]):
             best[key[0]] = key
     return list(best.values())

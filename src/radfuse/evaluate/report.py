@@ -54,10 +54,10 @@ def check_predictions(predictions: pd.DataFrame, classes: list[str]) -> pd.DataF
 
 def overview_section(ctx: ReportContext) -> Section:
     section = Section("overview", "Overview")
-    how = "named by the fitting stage" if ctx.extras.get("winners") else "best per feature set by out-of-fold macro AUC"
     section.text(f"Classes: {ctx.classes}. Models in the predictions: "
                  f"{[model_label(k) for k in metrics.model_keys(ctx.predictions)]}. Models reported in detail "
-                 f"({how}): {[model_label(k) for k in ctx.selected]}.")
+                 f"(the winner of each feature set): {[model_label(k) for k in ctx.selected]}.")
+    section.text(f"Model selection: {ctx.selection_rule}")
     section.text(f"Evaluation sets: '{metrics.OOF_SET}' = out-of-fold predictions on the training cohort; "
                  "each cohort name = the final (refit) model on that cohort ('train' = apparent performance).")
     for note in ctx.extras.get("notes", []):

@@ -47,8 +47,8 @@ def cohort_section(ctx: ReportContext) -> Section:
 
 def nomogram_section(ctx: ReportContext) -> Section:
     section = Section("nomogram", "Combined model and nomogram")
-    # the best selected model by out-of-fold macro AUC supplies the rad-score
-    key = max(ctx.selected, key=lambda k: ctx.macro_auc(k, metrics.OOF_SET)) if ctx.selected else None
+    # the best selected model by the run's one selection rule supplies the rad-score
+    key = max(ctx.selected, key=ctx.selection_score) if ctx.selected else None
     sets = ctx.sets(key) if key else {}
     if metrics.OOF_SET not in sets:
         section.unavailable("needs out-of-fold training predictions to fit the combined model without leakage")
@@ -56,7 +56,9 @@ def nomogram_section(ctx: ReportContext) -> Section:
     clinical = list(ctx.out.get("baseline_significant", []))
     section.text(f"Logistic regression on the rad-score (logit of the out-of-fold probability of "
                  f"{model_label(key)}) plus clinical variables that differ between classes at baseline "
-                 f"(p < 0.05 in Table 1): {clinical or 'none'}; fitted on the training cohort.")
+                 f"(p < 0.05 in Table 1): {clinical or 'none'}; fitted on the training cohort. Its "
+                 f"'{metrics.OOF_SET}' AUC is cross-fitted: in each CV fold the variables are chosen and the model "
+                 "fitted on the other folds only.")
     if ctx.manifest is None:
         section.text("no manifest: the combined model holds the rad-score only")
     manifest = ctx.manifest if ctx.manifest is not None else pd.DataFrame({"case_id": ctx.predictions["case_id"]})
@@ -65,8 +67,9 @@ def nomogram_section(ctx: ReportContext) -> Section:
     for c in targets:
         train = nomogram.combined_inputs(sets[metrics.OOF_SET], manifest, c, clinical)
         model = nomogram.fit_combined(train, (train["label"].astype(str) == c).to_numpy(), ["rad_score", *clinical])
-        results[c] = {"coefficients": model.coef, "intercept": model.intercept,
-                      "auc": _combined_aucs(model, sets, manifest, c, clinical)}
+        aucs = _combined_aucs(model, sets, manifest, c, clinical)
+        aucs[metrics.OOF_SET] = _cross_fitted_auc(ctx, sets[metrics.OOF_SET], manifest, c)
+        results[c] = {"coefficients": model.coef, "intercept": model.intercept, "auc": aucs}
         title = f"class {c} vs rest" if len(ctx.classes) > 2 else f"class {c}"
         tags.append(ctx.figures.embed(nomogram.plot_nomogram(nomogram.build_nomogram(model), title), f"nomogram_{c}",
                                       wide=True))
@@ -77,6 +80,49 @@ def nomogram_section(ctx: ReportContext) -> Section:
     section.blocks.append(figure_row(tags))
     ctx.out["combined_model"] = {"model": model_label(key), "clinical": clinical, "per_class": results}
     return section
+
+
+def _cross_fitted_auc(ctx: ReportContext, oof: pd.DataFrame, manifest: pd.DataFrame, class_name: str) -> list:
+    """Training-cohort AUC of the combined model, cross-fitted like every other training-cohort figure: for each CV
+    fold, the clinical variables are chosen (Table 1 by class, p < 0.05) and the model fitted on the other folds'
+    out-of-fold rows only, then scored on the fold. Folds: the fitting stage's (extras['fold_of_case']), else
+    seeded patient-grouped stratified folds."""
+    data = nomogram.combined_inputs(oof, manifest, class_name, ctx.clinical if ctx.manifest is not None else [])
+    fold = _folds_of(ctx, oof)
+    patients = manifest.drop_duplicates("patient_id").set_index("patient_id") if "patient_id" in manifest else None
+    proba = pd.Series(np.nan, index=data.index)
+    for k in sorted(fold.dropna().unique()):
+        fit_rows, score_rows = (fold != k).to_numpy(), (fold == k).to_numpy()
+        chosen = []
+        if patients is not None and ctx.clinical and ctx.manifest is not None:
+            in_fold = patients.loc[patients.index.isin(oof.loc[fit_rows, "patient_id"])].reset_index()
+            table = table1.baseline_table(in_fold, [c for c in ctx.clinical if c in in_fold], "label")
+            chosen = table1.significant_variables(table)
+        variables = ["rad_score", *chosen]
+        fit = data[fit_rows]
+        model = nomogram.fit_combined(fit, (fit["label"].astype(str) == class_name).to_numpy(), variables)
+        held = data[score_rows]
+        complete = held[variables].notna().all(axis=1)
+        proba.loc[held.index[complete]] = model.predict_proba(held[complete])
+    scored = proba.notna().to_numpy()
+    y = (data.loc[scored, "label"].astype(str) == class_name).to_numpy()
+    try:
+        return list(delong.auc_ci(y, proba[scored].to_numpy()))
+    except ValueError:
+        return [None, None, None]
+
+
+def _folds_of(ctx: ReportContext, rows: pd.DataFrame) -> pd.Series:
+    given = ctx.extras.get("fold_of_case")
+    if given:
+        return rows["case_id"].map({str(c): int(k) for c, k in given.items()}).set_axis(rows.index)
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    splitter = StratifiedGroupKFold(n_splits=5, shuffle=True, random_state=ctx.seed)
+    fold = pd.Series(np.nan, index=rows.index)
+    for k, (_, test) in enumerate(splitter.split(rows, rows["label"].astype(str), rows["patient_id"].astype(str))):
+        fold.iloc[test] = k
+    return fold
 
 
 def _combined_aucs(model, sets, manifest, class_name, clinical) -> dict:

@@ -20,30 +20,65 @@ def fmt_ci(entry: dict, kind: str = "ci_percentile") -> str:
 
 
 def classifier_comparison(ctx: ReportContext) -> Section:
-    section = Section("classifiers", "Classifier comparison (cross-validated AUC with 95% CI)")
+    section = Section("classifiers", "Classifier comparison and model selection")
+    section.text(f"Selection rule: {ctx.selection_rule}")
+    winners = set(ctx.selected)
+    given = ctx.extras.get("selection") or {}
     rows = []
     for label, result in ctx.model_metrics.items():
         cv = result["sets"].get(metrics.OOF_SET)
-        if cv:
-            auc = cv["overall"]["macro_auc"]
-            rows.append({"model": label, "cv_macro_auc": auc["estimate"], "low": auc["ci_percentile"][0],
-                         "high": auc["ci_percentile"][1], "cv_accuracy": cv["overall"]["accuracy"]["estimate"]})
-    cv_results = ctx.extras.get("cv_results")
-    if isinstance(cv_results, pd.DataFrame) and len(cv_results):
-        section.table(cv_results, "cross-validation results reported by the fitting stage")
-        ctx.out["cv_results"] = cv_results.to_dict(orient="records")
+        if not cv:
+            continue
+        key = tuple(label.split("/", 1))
+        auc = cv["overall"]["macro_auc"]
+        rows.append({"feature set": key[0], "model": label, "winner": "yes" if key in winners else "",
+                     "cv_macro_auc": auc["estimate"], "low": auc["ci_percentile"][0], "high": auc["ci_percentile"][1],
+                     "selection": ctx.selection_score(key), "cv_accuracy": cv["overall"]["accuracy"]["estimate"]})
     if not rows:
         section.unavailable("no out-of-fold ('oof') predictions in the table")
         return section
-    frame = pd.DataFrame(rows).sort_values("cv_macro_auc", ascending=False)
-    section.text("Out-of-fold predictions on the training cohort; 95% CI from the patient-level bootstrap. "
-                 "The best model of each feature set (marked in later sections) is chosen on this table only.")
-    section.table(frame)
+    order = {fs: i for i, fs in enumerate(dict.fromkeys(r["feature set"] for r in rows))}
+    frame = pd.DataFrame(rows).sort_values(["feature set", "selection"], key=lambda c: c.map(order)
+                                           if c.name == "feature set" else -c).reset_index(drop=True)
+    shown = pd.DataFrame({
+        "feature set": frame["feature set"], "model": frame["model"], "winner": frame["winner"],
+        **({"CV macro AUC, mean of folds (selection)": frame["selection"].map("{:.3f}".format)} if given else {}),
+        "pooled out-of-fold macro AUC (95% CI)": [fmt_ci({"estimate": r.cv_macro_auc, "ci_percentile": [r.low, r.high]})
+                                                  for r in frame.itertuples()],
+        "out-of-fold accuracy": frame["cv_accuracy"].map("{:.3f}".format)})
+    section.text("Out-of-fold predictions on the training cohort; pooled AUC CIs from the patient-level bootstrap.")
+    section.table(shown)
+    tuned = winner_hyperparameters(ctx.extras.get("cv_results"), winners)
+    if tuned is not None:
+        section.table(tuned, "tuned hyperparameters of each winner (the whole grid is in cv_results.csv)")
     fig = figures.interval_figure(frame.dropna(subset=["low"]), "model", "cv_macro_auc", "low", "high",
-                                  "cross-validated macro AUC", "classifier comparison", reference=0.5)
+                                  "pooled out-of-fold macro AUC", "classifier comparison", reference=0.5)
     section.blocks.append(figure_row([ctx.figures.embed(fig, "classifier_comparison")]))
     ctx.out["classifier_comparison"] = frame.to_dict(orient="records")
     return section
+
+
+def winner_hyperparameters(cv_results, winners: set[tuple[str, str]]) -> pd.DataFrame | None:
+    """One row per winner: its grid search's best candidate (rank 1), parameters as `name = value`."""
+    if not isinstance(cv_results, pd.DataFrame) or not {"feature_set", "classifier", "rank_test_score"} <= set(
+            cv_results.columns):
+        return None
+    rows = []
+    for fs, clf in sorted(winners):
+        best = cv_results[(cv_results["feature_set"] == fs) & (cv_results["classifier"] == clf)]
+        best = best[best["rank_test_score"] == best["rank_test_score"].min()].head(1)
+        if best.empty:
+            continue
+        params = {c.removeprefix("param_").removeprefix("classifier__"): best.iloc[0][c]
+                  for c in best.columns if c.startswith("param_") and pd.notna(best.iloc[0][c])}
+        rows.append({"winner": f"{fs}/{clf}", "hyperparameters": ", ".join(f"{k} = {_plain(v)}"
+                                                                         for k, v in sorted(params.items()))
+                     or "(no grid: defaults)"})
+    return pd.DataFrame(rows) if rows else None
+
+
+def _plain(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def performance_table(ctx: ReportContext) -> Section:

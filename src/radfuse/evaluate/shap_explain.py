@@ -50,20 +50,39 @@ class ShapResult:
         return frame.loc[frame.sum(axis=1).sort_values(ascending=False).index]
 
 
+class FeatureNamesUnavailable(ValueError):
+    """The transformed features of a pipeline have no names: an explanation by position would be unreadable."""
+
+
 def split_pipeline(pipeline, X: pd.DataFrame):
-    """(classifier, transformed X as an array, feature names)."""
+    """(classifier, transformed X as an array, feature names).
+
+    The names are those the classifier sees: the columns of the transformed frame (pipelines with pandas output),
+    else the head's `get_feature_names_out()` (the names it was fitted with; passing X's columns would fail whenever X
+    holds a subset or another order of the fitting columns). No name is ever made up: a head that cannot name its
+    outputs raises FeatureNamesUnavailable.
+    """
     steps = getattr(pipeline, "steps", None)
     classifier = steps[-1][1] if steps else pipeline
     classifier = getattr(classifier, "best_estimator_", classifier)
-    if steps and len(steps) > 1:
-        head = pipeline[:-1]
-        data = np.asarray(head.transform(X), dtype=float)
-        try:
-            names = [str(n) for n in head.get_feature_names_out(list(X.columns))]
-        except Exception:  # a step without get_feature_names_out: positional names are still traceable
-            names = [f"feature_{i}" for i in range(data.shape[1])]
+    if not (steps and len(steps) > 1):
+        return classifier, np.asarray(X, dtype=float), [str(c) for c in X.columns]
+    head = pipeline[:-1]
+    transformed = head.transform(X)
+    data = np.asarray(transformed, dtype=float)
+    if isinstance(transformed, pd.DataFrame):
+        names = [str(c) for c in transformed.columns]
     else:
-        data, names = np.asarray(X, dtype=float), [str(c) for c in X.columns]
+        try:
+            names = [str(n) for n in head.get_feature_names_out()]
+        except (AttributeError, ValueError, TypeError) as error:
+            raise FeatureNamesUnavailable(
+                f"the pipeline's steps before {type(classifier).__name__} do not name their output features "
+                f"({error}); SHAP values without feature names would be unreadable. Give every step "
+                "get_feature_names_out, or set the pipeline's output to pandas (set_output(transform='pandas'))"
+            ) from error
+    if len(names) != data.shape[1]:
+        raise FeatureNamesUnavailable(f"the pipeline names {len(names)} features but outputs {data.shape[1]}")
     return classifier, data, names
 
 

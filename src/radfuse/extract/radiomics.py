@@ -1,9 +1,9 @@
 """PyRadiomics on one ROI, and the cached per-ROI task that the parallel runner hands to its workers.
 
-`extract_roi` is PyRadiomics' `execute` with four additions: a value-preserving crop to the ROI first
-(`roi_crop`), the vectorised GLCM (`fast_glcm`), features and diagnostics split apart, and a loud error when a
-configured image type or feature class yields nothing for the ROI (PyRadiomics skips a filter for a too-small
-image with a log line only).
+`extract_roi` is PyRadiomics' `execute` with five additions: a value-preserving crop to the ROI first
+(`roi_crop`), the vectorised GLCM (`fast_glcm`), the grey levels of every image type after discretisation
+(`grey_levels`), features and diagnostics split apart, and a loud error when a configured image type or feature
+class yields nothing for the ROI (PyRadiomics skips a filter for a too-small image with a log line only).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from threadpoolctl import threadpool_limits
 
 from radfuse.extract._compat import install_scipy_compat
 from radfuse.extract.fast_glcm import vectorised_glcm
+from radfuse.extract.grey_levels import grey_level_extractor
 from radfuse.extract.params import image_types, missing_outputs, quiet_pyradiomics, split_result
 from radfuse.extract.roi_cache import RoiCache
 from radfuse.extract.roi_crop import crop_to_roi
@@ -51,7 +52,8 @@ class ExtractOptions:
 
     def value_affecting(self) -> dict[str, bool]:
         """The options that enter the cache key."""
-        return {"crop": self.crop, "fast_glcm": self.fast_glcm}
+        # "diagnostics": a cached result from before the grey-level count lacks it, so it is computed again
+        return {"crop": self.crop, "fast_glcm": self.fast_glcm, "diagnostics": "grey_levels"}
 
 
 @dataclass(frozen=True)
@@ -106,11 +108,9 @@ def _only_label(mask: sitk.Image, source: object) -> int:
 
 @functools.lru_cache(maxsize=4)
 def _extractor(params_json: str):  # noqa: ANN202 - radiomics has no type hints
-    from radiomics.featureextractor import RadiomicsFeatureExtractor
-
     quiet_pyradiomics()
     install_scipy_compat()
-    return RadiomicsFeatureExtractor(json.loads(params_json))
+    return grey_level_extractor(json.loads(params_json))
 
 
 @functools.lru_cache(maxsize=2)

@@ -11,6 +11,7 @@ import pandas as pd
 
 from radfuse import artifacts
 from radfuse.data import manifest as mf
+from radfuse.extract.grey_levels import GreyLevelSummary, grey_level_refusal, summarise_grey_levels
 from radfuse.extract.icc import ICC_COLUMNS, feature_icc
 from radfuse.extract.params import RadiomicsConfigError, check_requirements, feature_column
 from radfuse.extract.radiomics import ExtractOptions
@@ -27,10 +28,12 @@ class RadiomicsRunResult:
     summary: RunSummary
     n_rows: int
     failures: pd.DataFrame
+    grey_levels: GreyLevelSummary | None = None
 
 
-def rois_from_manifest(frame: pd.DataFrame) -> list[RoiSpec]:
-    """One RoiSpec per manifest row (reader `mask`), plus one per row with a `mask2` (reader `mask2`).
+def rois_from_manifest(frame: pd.DataFrame, second_reader_cases: set[str] | None = None) -> list[RoiSpec]:
+    """One RoiSpec per manifest row (reader `mask`), plus one per row with a `mask2` (reader `mask2`) among
+    `second_reader_cases` (None: every row with a mask2; the stage passes the training cases, for the ICC).
 
     Without `mask_label` the ROI is the mask's only label, found by the worker.
     """
@@ -40,15 +43,21 @@ def rois_from_manifest(frame: pd.DataFrame) -> list[RoiSpec]:
         label = None if label is None or pd.isna(label) else int(label)
         rois.append(RoiSpec(str(row[mf.CASE_ID]), str(row[mf.IMAGE]), str(row[mf.MASK]), label, "mask"))
         mask2 = row.get(mf.MASK2)
-        if isinstance(mask2, str) and mask2.strip():
+        wanted = second_reader_cases is None or str(row[mf.CASE_ID]) in second_reader_cases
+        if isinstance(mask2, str) and mask2.strip() and wanted:
             second.append(RoiSpec(str(row[mf.CASE_ID]), str(row[mf.IMAGE]), mask2, label, "mask2"))
     return rois + second
 
 
 def extract_radiomics(rois: list[RoiSpec], params: Mapping[str, Any], cache_root: str | Path,
                       out_dir: str | Path, *, workers: int = 1, executor: str = "joblib", scheduler: Any = None,
-                      options: ExtractOptions = ExtractOptions(), progress: bool = True) -> RadiomicsRunResult:
-    """Extract every ROI (cached, parallel), then write the tables under `out_dir`."""
+                      options: ExtractOptions = ExtractOptions(), progress: bool = True,
+                      params_name: str = "params", refuse_few_grey_levels: bool = True) -> RadiomicsRunResult:
+    """Extract every ROI (cached, parallel), check the grey levels, then write the tables under `out_dir`.
+
+    A params set under which most ROIs of an image type get fewer than a handful of grey levels is refused
+    (RadiomicsConfigError naming `params_name`'s setting) before any table is written, unless
+    `refuse_few_grey_levels` is False; the per-image summary goes to `grey_levels.csv` either way."""
     hashes = ContentHashes(Path(cache_root) / "content_hashes.json")
     tasks, failed_early = make_tasks(rois, params, options, hashes)
     hashes.save()
@@ -66,6 +75,15 @@ def extract_radiomics(rois: list[RoiSpec], params: Mapping[str, Any], cache_root
     if not entries["mask"]:
         raise RadiomicsConfigError(f"no ROI gave features ({len(failures)} failures, first: "
                                    f"{failures[0] if failures else 'none'}); see the reasons above")
+    grey = summarise_grey_levels(pd.DataFrame([cache.get(key)["diagnostics"] for _, key in entries["mask"]]))
+    for line in grey.lines():
+        log.info("radiomics grey levels: %s", line)
+    refusal = grey_level_refusal(grey, params_name, params.get("setting") or {})
+    if refusal and refuse_few_grey_levels:
+        raise RadiomicsConfigError(refusal)
+    if refusal:
+        log.warning("%s", refusal)
+    artifacts.write_csv(out_dir / artifacts.GREY_LEVELS_TABLE, grey.table.reset_index())
     incomplete = write_feature_tables(entries["mask"], cache, out_dir / artifacts.RADIOMICS_TABLE,
                                       out_dir / artifacts.RADIOMICS_DIAGNOSTICS_TABLE)
     failures += [(case_id, "mask", reason) for case_id, reason in incomplete]
@@ -75,7 +93,7 @@ def extract_radiomics(rois: list[RoiSpec], params: Mapping[str, Any], cache_root
     n_rows = len(entries["mask"]) - len(incomplete)
     log.info("radiomics: %d ROIs in the table, %d computed, %d from cache, %d failed", n_rows,
              summary.count("computed"), summary.count("cached"), len(failure_frame))
-    return RadiomicsRunResult(summary, n_rows, failure_frame)
+    return RadiomicsRunResult(summary, n_rows, failure_frame, grey)
 
 
 def _write_icc(entries: dict[str, list[tuple[str, str]]], incomplete: list[tuple[str, str]], cache: RoiCache,

@@ -21,6 +21,7 @@ from radfuse.data.manifest import COHORT, LABEL, PATIENT_ID, SITE
 META_PREFIX = "meta__"
 SITE_COLUMN = f"{META_PREFIX}site"
 CLINICAL_BLOCK = "clinical"
+TRAIN_COHORT = "train"
 
 
 @dataclass
@@ -66,9 +67,9 @@ def design_frame(manifest: pd.DataFrame, tables: dict[str, pd.DataFrame], clinic
     parts.append(frame[[SITE, *covariates]].add_prefix(META_PREFIX))
     X = pd.concat(parts, axis=1, join="inner")
     _warn_unmatched(frame.index, tables)
-    X = _drop_non_finite(X, list(tables))
     rows = frame.loc[X.index]
     cohort = rows[COHORT] if COHORT in rows.columns else pd.Series("train", index=rows.index)
+    X = _drop_non_finite(X, list(tables), (cohort.astype(str) == TRAIN_COHORT).to_numpy())
     return Design(X, rows[LABEL].astype(str), rows[PATIENT_ID].astype(str), cohort.astype(str),
                   rows[SITE].astype(str))
 
@@ -90,11 +91,20 @@ def _warn_unmatched(manifest_ids: pd.Index, tables: dict[str, pd.DataFrame]) -> 
                           f"e.g. {list(missing[:5])}; see extract's failures.csv", stacklevel=3)
 
 
-def _drop_non_finite(X: pd.DataFrame, blocks: list[str]) -> pd.DataFrame:
-    """Drop feature columns with a NaN/inf in any row (e.g. a radiomics feature undefined for tiny ROIs)."""
+def _drop_non_finite(X: pd.DataFrame, blocks: list[str], train: np.ndarray) -> pd.DataFrame:
+    """Drop feature columns with a NaN/inf in a TRAINING row (e.g. a radiomics feature undefined for tiny ROIs).
+
+    The choice sees the training cohort only: a held-out case never decides which features exist. Its own
+    non-finite values in kept columns are filled by the pipeline's TrainingMedianImputer, and named here."""
     features = [c for c in X.columns if c.split("__", 1)[0] in blocks]
-    values = X[features].to_numpy(dtype=float)
-    bad = [c for c, ok in zip(features, np.isfinite(values).all(axis=0)) if not ok]
+    finite = np.isfinite(X[features].to_numpy(dtype=float))
+    bad = [c for c, ok in zip(features, finite[train].all(axis=0)) if not ok]
     if bad:
-        warnings.warn(f"{len(bad)} feature column(s) with NaN/inf values are dropped, e.g. {bad[:5]}", stacklevel=3)
+        warnings.warn(f"{len(bad)} feature column(s) with NaN/inf values in training rows are dropped, e.g. "
+                      f"{bad[:5]}", stacklevel=3)
+    kept = np.array([c not in bad for c in features])
+    held_out = ~train & ~finite[:, kept].all(axis=1) if len(features) else np.zeros(len(X), bool)
+    if held_out.any():
+        warnings.warn(f"{int(held_out.sum())} held-out case(s) have NaN/inf feature values, filled with the training "
+                      f"median by the pipeline: {list(X.index[held_out][:10])}", stacklevel=3)
     return X.drop(columns=bad)

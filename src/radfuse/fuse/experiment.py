@@ -21,6 +21,14 @@ from radfuse.fuse.search import ClassifierSpec, SearchOutcome, macro_auc, mean_c
 log = logging.getLogger(__name__)
 TRAIN_COHORT = "train"
 EXTERNAL_COHORT = "external"
+# The one model-selection rule, used by the console, metrics.json and the report (the grid search's own criterion).
+SELECTION_CRITERION = "cv_macro_auc"
+SELECTION_RULE = ("Within each feature set, each classifier's hyperparameters and then the winning classifier are "
+                  "chosen by the mean macro one-vs-rest AUC over the training cohort's patient-grouped CV folds "
+                  "(the grid search's own score; the same folds for every classifier and feature set). The winner's "
+                  "figure is the best of many candidates and so optimistic; the held-out cohorts (or nested CV, "
+                  "cv.nested_splits) give unbiased estimates. The pooled out-of-fold AUC with its bootstrap CI is "
+                  "reported beside it and is not used for selection.")
 
 
 @dataclass
@@ -47,6 +55,7 @@ class FusionResult:
     metrics: dict[str, Any]
     model: dict[str, Any]
     outcomes: dict[str, dict[str, SearchOutcome]] = field(default_factory=dict)
+    fold_of_case: dict[str, int] = field(default_factory=dict)  # training case -> the CV fold it was held out in
 
 
 def run_fusion(design: Design, setup: FusionSetup) -> FusionResult:
@@ -130,8 +139,10 @@ def _collect(design: Design, train: Design, folds, outcomes, setup: FusionSetup)
     y_all = encode_labels(design.labels, setup.classes)
     predictions, cv_rows, metrics = [], [], {"classes": setup.classes, "n_folds": len(folds), "feature_sets": {}}
     for fs, per_clf in outcomes.items():
-        winner = max(per_clf, key=lambda c: per_clf[c].cv_auc)
-        fs_metrics = {"winner": winner, "blocks": list(setup.feature_sets[fs]), "classifiers": {}}
+        ranking = rank_classifiers(per_clf)
+        winner = ranking[0]["classifier"]
+        fs_metrics = {"winner": winner, "blocks": list(setup.feature_sets[fs]), "classifiers": {},
+                      "selection": {"criterion": SELECTION_CRITERION, "rule": SELECTION_RULE, "ranking": ranking}}
         for clf, outcome in per_clf.items():
             proba_all = outcome.search.best_estimator_.predict_proba(design.X)
             predictions += [_prediction_frame(train, outcome.oof_proba, setup.classes, fs, clf, "oof"),
@@ -152,8 +163,17 @@ def _collect(design: Design, train: Design, folds, outcomes, setup: FusionSetup)
                             for fs in outcomes},
         "versions": package_versions(),
     }
+    fold_of_case = {str(train.X.index[i]): k for k, (_, test) in enumerate(folds) for i in test}
     return FusionResult(pd.concat(predictions, ignore_index=True), pd.concat(cv_rows, ignore_index=True),
-                        metrics, model, outcomes)
+                        metrics, model, outcomes, fold_of_case)
+
+
+def rank_classifiers(per_clf: Mapping[str, SearchOutcome]) -> list[dict[str, Any]]:
+    """Classifiers best first by the selection criterion (ties: configured order), with their fold CIs."""
+    order = {name: i for i, name in enumerate(per_clf)}
+    ranked = sorted(per_clf, key=lambda c: (-per_clf[c].cv_auc, order[c]))
+    return [{"classifier": c, SELECTION_CRITERION: per_clf[c].cv_auc, "cv_ci95": list(mean_ci(per_clf[c].fold_aucs))}
+            for c in ranked]
 
 
 def _used_columns(setup: FusionSetup, fs: str, columns: pd.Index) -> np.ndarray:
@@ -213,6 +233,9 @@ def report_inputs(result: FusionResult, design: Design) -> dict[str, Any]:
             lasso[fs] = {"path": {"lambdas": selector.lambdas_, "coefs": selector.coef_path_, "features": names},
                          "coefs": selector.coef_, "features": names, "classes": result.model["classes"],
                          "lambda": selector.lambda_}
+    selection = {fs: {r["classifier"]: r[SELECTION_CRITERION] for r in m["selection"]["ranking"]}
+                 for fs, m in result.metrics["feature_sets"].items()}
     return {"pipelines": result.model["pipelines"], "winners": result.model["winners"],
+            "selection": selection, "selection_rule": SELECTION_RULE, "fold_of_case": result.fold_of_case,
             "X_train": {fs: train.X[cols] for fs, cols in result.model["feature_columns"].items()},
             "cv_results": result.cv_results, "lasso": lasso, "versions": result.model["versions"]}

@@ -1,4 +1,5 @@
-"""Unsupervised feature filters: reliability (ICC) and redundancy (greedy correlation pruning)."""
+"""Unsupervised feature filters: information (constant columns), reliability (ICC) and redundancy (greedy
+correlation pruning)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,37 @@ from sklearn.feature_selection import SelectorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 CORRELATION_METHODS = ("spearman", "pearson")
+
+
+class ConstantFilter(SelectorMixin, BaseEstimator):
+    """Drop features that are constant on the fitting rows (they carry no information; e.g. texture features of
+    ROIs left one grey level). Fitted inside each CV fold like every other step, so the training rows decide."""
+
+    def __init__(self, rtol: float = 1e-12):
+        self.rtol = rtol
+
+    def fit(self, X, y=None) -> "ConstantFilter":
+        X = validate_data(self, X, dtype=float, ensure_all_finite="allow-nan")
+        self.support_ = constant_columns(X, self.rtol) == 0
+        if not self.support_.any():
+            raise ValueError(f"every one of the {X.shape[1]} features is constant on the training rows: check the "
+                             "feature table (extract's grey-level summary, failures.csv)")
+        return self
+
+    def _get_support_mask(self) -> np.ndarray:
+        check_is_fitted(self, "support_")
+        return self.support_
+
+
+def constant_columns(X: np.ndarray, rtol: float = 1e-12) -> np.ndarray:
+    """1 for each column whose spread (max - min, NaN ignored) is within rtol of its magnitude, else 0."""
+    X = np.asarray(X, dtype=float)
+    if not len(X):
+        return np.zeros(X.shape[1], dtype=int)
+    with np.errstate(invalid="ignore"):
+        spread = np.nanmax(X, axis=0) - np.nanmin(X, axis=0)
+        scale = np.maximum(1.0, np.nanmax(np.abs(X), axis=0))
+    return (~(spread > rtol * scale)).astype(int)
 
 
 class ICCFilter(SelectorMixin, BaseEstimator):

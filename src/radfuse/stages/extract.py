@@ -32,12 +32,17 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     params = load_params(cfg.extract.params_file or OmegaConf.to_container(cfg.radiomics, resolve=True))
     print(f"[radfuse] extract: radiomics of {len(frame)} ROIs ({len(params['imageType'])} image types) "
           f"-> {folder}", flush=True)
+    icc_cases = icc_case_ids(cfg, frame)
     result = extract_radiomics(
-        rois_from_manifest(frame), params, Path(cfg.paths.cache) / "radiomics", folder,
+        rois_from_manifest(frame, second_reader_cases=icc_cases), params, Path(cfg.paths.cache) / "radiomics", folder,
         workers=int(cfg.extract.workers), executor=cfg.extract.executor, scheduler=cfg.extract.scheduler,
         options=ExtractOptions(crop=bool(cfg.extract.crop), fast_glcm=bool(cfg.extract.fast_glcm),
                                retry_failed=bool(cfg.extract.retry_failed)),
-        progress=bool(cfg.extract.progress))
+        progress=bool(cfg.extract.progress), params_name=params_name(cfg),
+        refuse_few_grey_levels=bool(cfg.extract.grey_levels.refuse))
+    if result.grey_levels is not None:
+        for line in result.grey_levels.lines():
+            print(f"[radfuse] extract: grey levels after discretisation, {line}", flush=True)
     summary = {"folder": str(folder), "rows": result.n_rows, "failures": len(result.failures),
                "computed": result.summary.count("computed"), "cached": result.summary.count("cached")}
     print(f"[radfuse] extract: radiomics {summary}", flush=True)
@@ -56,6 +61,41 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if cfg.extract.fail_on_error and len(result.failures):
         raise ExtractionFailed(f"{len(result.failures)} ROI(s) failed; reasons in {folder / artifacts.FAILURES_TABLE}")
     return summary
+
+
+def params_name(cfg: DictConfig) -> str:
+    """How the user named the radiomics params (for messages): the file, or the preset of the `radiomics` group."""
+    if cfg.extract.params_file:
+        return str(cfg.extract.params_file)
+    from hydra.core.hydra_config import HydraConfig
+
+    choice = HydraConfig.get().runtime.choices.get("radiomics") if HydraConfig.initialized() else None
+    return f"radiomics={choice} (conf/radiomics/{choice}.yaml)" if choice else "conf/radiomics/<preset>.yaml"
+
+
+def icc_case_ids(cfg: DictConfig, frame: pd.DataFrame) -> set[str]:
+    """The cases whose second-reader mask enters the ICC: training-cohort cases only (the ICC filter is a choice
+    of features, and it must not see a held-out case), optionally a seeded sample of `extract.icc.patients`
+    training patients (Liu 2025: 30)."""
+    from radfuse.artifacts import splits_path
+    from radfuse.data.splits import load_or_make_splits
+
+    if mf.MASK2 not in frame.columns or not frame[mf.MASK2].notna().any():
+        return set()
+    split = cfg.data.split
+    splits = load_or_make_splits(frame, splits_path(cfg.paths.out), seed=int(split.seed),
+                                 internal_fraction=float(split.internal_fraction), n_folds=int(split.n_folds))
+    with_mask2 = frame[(splits.cohort_of(frame) == "train").to_numpy() & frame[mf.MASK2].notna().to_numpy()]
+    patients = sorted(with_mask2[mf.PATIENT_ID].astype(str).unique())
+    wanted = cfg.extract.icc.patients
+    if wanted is not None and int(wanted) < len(patients):
+        import numpy as np
+
+        patients = sorted(np.random.default_rng(int(split.seed)).choice(patients, int(wanted), replace=False))
+    chosen = with_mask2[with_mask2[mf.PATIENT_ID].astype(str).isin(patients)]
+    print(f"[radfuse] extract: ICC on the second-reader masks of {len(chosen)} ROIs of {len(patients)} training "
+          "patients (held-out cohorts never enter the ICC)", flush=True)
+    return set(chosen[mf.CASE_ID].astype(str))
 
 
 def _manifest(cfg: DictConfig) -> tuple[pd.DataFrame, Path]:

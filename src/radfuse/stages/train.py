@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from radfuse import artifacts
 from radfuse.data.datamodule import RadfuseDataModule
+from radfuse.models.checkpoints import LAST_CHECKPOINT, checkpoint_epoch
 from radfuse.models.module import MONITOR, RadfuseClassifier
 from radfuse.models.weight_formats import WeightsError
 from radfuse.models.weights import load_weights
@@ -30,6 +31,7 @@ from radfuse.stages.common import (Cohort, crop_config, exit_on_input_error, loa
 log = logging.getLogger(__name__)
 
 LOADING_KEYS = ("weights", "weights_format", "strict", "inflate")
+CHECKPOINT_CALLBACKS = ("model_checkpoint", "last_checkpoint")  # callbacks that write into the run folder
 PATH_KEYS = ("paths", "data.manifest", "data.demo", "model.weights", "ckpt_path")
 
 
@@ -118,7 +120,7 @@ def build_callbacks(cfg: DictConfig, run_dir: Path) -> list[Any]:
     for key, callback_cfg in cfg.callbacks.items():
         if callback_cfg is None:
             continue
-        extra = {"dirpath": str(run_dir)} if key == "model_checkpoint" else {}
+        extra = {"dirpath": str(run_dir)} if key in CHECKPOINT_CALLBACKS else {}
         callbacks.append(instantiate(callback_cfg, **extra))
     return callbacks
 
@@ -127,7 +129,7 @@ def resolve_ckpt_path(cfg: DictConfig, run_dir: Path) -> str | None:
     if cfg.ckpt_path in (None, ""):
         return None
     if cfg.ckpt_path == "last":
-        last = run_dir / "last.ckpt"
+        last = run_dir / LAST_CHECKPOINT
         if not last.is_file():
             raise FileNotFoundError(f"ckpt_path=last but {last} does not exist: train run {run_dir.name!r} first")
         return str(last)
@@ -139,11 +141,15 @@ def collect_metrics(trainer: L.Trainer, run: str, datamodule: RadfuseDataModule,
     checkpoint = trainer.checkpoint_callback
     best_score = getattr(checkpoint, "best_model_score", None)
     best_path = getattr(checkpoint, "best_model_path", "") or ""
+    run_dir = Path(best_path).parent if best_path else None
     return {
         "run": run,
         "monitor": MONITOR,
+        "validated_on": "internal cohort" if datamodule.fold is None else f"CV fold {datamodule.fold}",
         "best_val_auc": None if best_score is None else float(best_score),
         "best_checkpoint": Path(best_path).name if best_path else None,
+        "best_epoch": checkpoint_epoch(best_path) if best_path and Path(best_path).is_file() else None,
+        "last_epoch": _last_epoch(run_dir),
         "final": {k: float(v) for k, v in trainer.callback_metrics.items()},
         "epochs_completed": int(trainer.current_epoch),
         "global_step": int(trainer.global_step),
@@ -153,6 +159,11 @@ def collect_metrics(trainer: L.Trainer, run: str, datamodule: RadfuseDataModule,
         "n_train": len(datamodule.frame("train")),
         "n_val": len(datamodule.frame("val")),
     }
+
+
+def _last_epoch(run_dir: Path | None) -> int | None:
+    last = run_dir / LAST_CHECKPOINT if run_dir is not None else None
+    return checkpoint_epoch(last) if last is not None and last.is_file() else None
 
 
 def run(cfg: DictConfig) -> float | None:

@@ -1,0 +1,86 @@
+"""Checkpoints whose epoch no validation label chose: `last.ckpt` is the true last epoch, written every epoch.
+
+Lightning 2.6's `ModelCheckpoint(save_last=True, save_top_k=1, monitor=...)` writes `last.ckpt` only in the steps
+where it also saves a new best, so `last.ckpt` held the best epoch's weights: the epoch chosen with the
+validation labels. For a fold CNN of a cross-fit those are the labels of the very cases it later scores, and
+their out-of-fold scores were optimistic (demo: validation AUC 0.852 at the chosen epochs vs 0.808 at the final
+ones). `LastEpochCheckpoint` writes `last.ckpt` at the end of every training epoch (after that epoch's
+validation), whatever the monitor says, atomically (a temporary file in the run folder, then a rename), so
+`ckpt_path=last` resumes where training stopped and a kill never leaves half a checkpoint.
+
+`checkpoint_epoch` and `final_epoch_of_run` let a reader check the rule: a scoring checkpoint must hold the run's
+final epoch (docs/train.md, "Which labels each choice sees").
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import lightning as L
+import torch
+
+LAST_CHECKPOINT = "last.ckpt"
+BEST_CHECKPOINT = "best.ckpt"
+
+
+class LastEpochCheckpoint(L.Callback):
+    """Save `<dirpath>/<filename>` at the end of every training epoch (the stage sets `dirpath` to the run folder)."""
+
+    def __init__(self, dirpath: str | os.PathLike | None = None, filename: str = LAST_CHECKPOINT) -> None:
+        self.dirpath = dirpath
+        self.filename = filename
+
+    @property
+    def path(self) -> Path:
+        if self.dirpath is None:
+            raise ValueError("LastEpochCheckpoint needs a dirpath (the train stage passes the run folder)")
+        return Path(self.dirpath) / self.filename
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.fast_dev_run or trainer.sanity_checking:
+            return
+        path = self.path
+        tmp = path.with_name(f".{path.name}.tmp")
+        trainer.save_checkpoint(str(tmp))  # collective: every rank calls it, rank 0 writes
+        if trainer.is_global_zero:
+            os.replace(tmp, path)
+        trainer.strategy.barrier("LastEpochCheckpoint")
+
+
+def checkpoint_epoch(path: str | os.PathLike) -> int | None:
+    """The (0-based) epoch a Lightning checkpoint was saved in, None when it does not say."""
+    state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    epoch = state.get("epoch")
+    return None if epoch is None else int(epoch)
+
+
+def final_epoch_of_run(run_dir: str | os.PathLike) -> int | None:
+    """The last (0-based) epoch a finished train run trained, from its metrics.json; None if it did not finish."""
+    metrics = Path(run_dir) / "metrics.json"
+    if not metrics.is_file():
+        return None
+    completed = json.loads(metrics.read_text()).get("epochs_completed")
+    return None if completed is None else int(completed) - 1
+
+
+def validation_choice(checkpoint: str | os.PathLike, early_stopping: bool) -> str | None:
+    """Why the validation labels of a train run chose this checkpoint's weights, or None when they did not.
+
+    They did when the checkpoint is not the run's final epoch (best.ckpt, or an epoch kept by a monitor), when the
+    run has no finished metrics.json to tell its final epoch, or when early stopping on the validation metric ended
+    the run (then even the final epoch was chosen by those labels).
+    """
+    path = Path(checkpoint)
+    final = final_epoch_of_run(path.parent)
+    if final is None:
+        return (f"{path.parent} has no metrics.json, so the train run did not finish (or is not a radfuse run) and "
+                "its final epoch is unknown")
+    epoch = checkpoint_epoch(path)
+    if epoch != final:
+        return (f"{path.name} holds epoch {epoch} of a run that trained to epoch {final}: an epoch picked by the "
+                "validation metric")
+    if early_stopping:
+        return "the run used early stopping on the validation metric, which chose its number of epochs"
+    return None
