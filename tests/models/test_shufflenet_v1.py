@@ -159,3 +159,93 @@ def test_fast_dev_run_trains_through_the_lightning_module(tmp_path, spatial_dims
     trainer.fit(model, data)
     assert not torch.equal(before, model.backbone.stage3[0].gconv2.weight)
     assert torch.isfinite(trainer.callback_metrics["train/loss"])
+
+
+# ---------------------------------------------------------------------------------------------- Megvii weights
+class _MegviiUnit(torch.nn.Module):
+    """Megvii ShuffleNet-Series' V1 block as its code reads (names, order): the shuffle sits after the depthwise
+    conv and reshapes channels as (C/g, g) -> (g, C/g), the inverse of the paper's permutation."""
+
+    def __init__(self, inp: int, oup: int, group: int, first_group: bool, stride: int) -> None:
+        super().__init__()
+        nn = torch.nn
+        mid, out = oup // 4, oup - inp if stride == 2 else oup
+        self.stride, self.group = stride, group
+        first_groups = 1 if first_group else group
+        self.branch_main_1 = nn.Sequential(nn.Conv2d(inp, mid, 1, 1, 0, groups=first_groups, bias=False),
+                                           nn.BatchNorm2d(mid), nn.ReLU(),
+                                           nn.Conv2d(mid, mid, 3, stride, 1, groups=mid, bias=False), nn.BatchNorm2d(mid))
+        self.branch_main_2 = nn.Sequential(nn.Conv2d(mid, out, 1, 1, 0, groups=group, bias=False), nn.BatchNorm2d(out))
+        self.branch_proj = nn.AvgPool2d(3, 2, 1) if stride == 2 else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.branch_main_1(x)
+        if self.group > 1:
+            b, c, h, w = y.shape
+            y = y.reshape(b, c // self.group, self.group, h, w).permute(0, 2, 1, 3, 4).reshape(b, c, h, w)
+        y = self.branch_main_2(y)
+        return torch.relu(x + y) if self.stride == 1 else torch.cat((self.branch_proj(x), torch.relu(y)), 1)
+
+
+class _MegviiNet(torch.nn.Module):
+    def __init__(self, widths: tuple[int, ...], group: int) -> None:
+        super().__init__()
+        nn = torch.nn
+        self.first_conv = nn.Sequential(nn.Conv2d(3, widths[0], 3, 2, 1, bias=False), nn.BatchNorm2d(widths[0]),
+                                        nn.ReLU())
+        self.maxpool = nn.MaxPool2d(3, 2, 1)
+        units, inp = [], widths[0]
+        for stage, (repeats, oup) in enumerate(zip((4, 8, 4), widths[1:])):
+            for i in range(repeats):
+                units.append(_MegviiUnit(inp, oup, group, stage == 0 and i == 0, 2 if i == 0 else 1))
+                inp = oup
+        self.features = nn.Sequential(*units)
+        self.classifier = nn.Sequential(nn.Linear(inp, 1000, bias=False))
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(self.maxpool(self.first_conv(x))).mean((2, 3))
+
+
+def _randomize(module: torch.nn.Module, seed: int) -> None:
+    """Random conv kernels (fan-in scaled) and BatchNorm statistics, so that a wrong reordering shows."""
+    gen = torch.Generator().manual_seed(seed)
+    for name, tensor in module.state_dict().items():
+        if not tensor.is_floating_point():
+            continue
+        if tensor.ndim > 1:
+            tensor.copy_(torch.randn(tensor.shape, generator=gen) / tensor[0].numel() ** 0.5)
+        elif name.endswith(("running_var", "weight")):
+            tensor.copy_(torch.rand(tensor.shape, generator=gen) * 0.5 + 0.75)
+        else:
+            tensor.copy_(torch.randn(tensor.shape, generator=gen) * 0.1)
+
+
+@pytest.mark.parametrize("name,widths,group", [("shufflenet_v1_g3", (24, 240, 480, 960), 3),
+                                               ("shufflenet_v1_g3_x0_5", (12, 120, 240, 480), 3)])
+def test_megvii_checkpoint_loads_and_computes_the_same_features(tmp_path, name, widths, group):
+    reference = _MegviiNet(widths, group).eval()
+    _randomize(reference, 1)
+    path = tmp_path / "snetv1.pth.tar"  # Megvii saves {'state_dict': DataParallel(model).state_dict()}
+    torch.save({"state_dict": {f"module.{k}": v for k, v in reference.state_dict().items()}}, path)
+    model = create_backbone(name, 2, 3, 1000, weights=path).eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        expected = reference.forward_features(x)
+        assert 0.01 < expected.abs().mean() < 100  # activations of a sane size, so closeness means something
+        torch.testing.assert_close(model.forward_features(x), expected, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(model.fc.weight, reference.classifier[0].weight)
+    model3d = create_backbone(name, 3, 1, 2, weights=path)  # inflated to 3D, grey input, new head: loads too
+    assert model3d.stage4[3].dwconv.weight.shape[2:] == (3, 3, 3)
+
+
+def test_megvii_g8_is_refused_with_the_reason(tmp_path):
+    # Stage2 bottleneck of 1.0x g=8: 96 channels, 8 groups of 12. Megvii sends input group 0 (channels 0-11) to
+    # groups c mod 8 = 0..7, 0..3 (2 2 2 2 1 1 1 1); the paper to (8 b) // 12 = 0 0 1 2 2 3 4 4 5 6 6 7 (2 1 2 1 ...):
+    # no within-group reordering turns one into the other
+    path = tmp_path / "snetv1_g8_1.0x.pth"
+    torch.save({"state_dict": {f"module.{k}": v for k, v in _MegviiNet((24, 384, 768, 1536), 8).state_dict().items()}},
+               path)
+    from radfuse.models.weight_formats import WeightsError
+
+    with pytest.raises(WeightsError, match="cannot be loaded exactly"):
+        create_backbone("shufflenet_v1_g8", 2, 3, 1000, weights=path)
