@@ -7,6 +7,7 @@ import torch
 from monai.networks.nets.resnet import ResNet
 
 from radfuse.models import available_backbones, create_backbone
+from tests.models.test_shufflenet_v1 import V1_NAMES
 
 # Widths published for these networks (He et al. 2016; Ma et al. 2018 / torchvision), not read from our code.
 EXPECTED_LAYERS = {
@@ -19,7 +20,7 @@ EXPECTED_LAYERS = {
 
 
 def test_registry_lists_every_backbone():
-    assert available_backbones() == sorted(EXPECTED_LAYERS)
+    assert available_backbones() == sorted([*EXPECTED_LAYERS, *V1_NAMES])  # ShuffleNet V1: test_shufflenet_v1.py
 
 
 @pytest.mark.parametrize("spatial_dims", [2, 3])

@@ -14,6 +14,9 @@ Bone density follows the patient's true T-score (shared by all their vertebrae);
 and `sex` depend on a patient frailty that also drives s. Sites A, B, C differ in pixel size, slice thickness,
 reconstruction kernel, noise and HU calibration, and site C stores its images with a flipped direction matrix.
 Cohorts: train / internal (8:2, stratified) and a small prospective set from sites A and B; site C is external.
+
+`task="vcf_acuity"` makes another cohort instead, shaped for Wang 2025 (acute vs chronic compression fracture,
+one centre, intra- and inter-observer masks): see `radfuse.data.demo_vcf`. The default task is unchanged.
 """
 
 from __future__ import annotations
@@ -48,6 +51,8 @@ MANIFEST_COLUMNS = (mf.CASE_ID, mf.PATIENT_ID, mf.IMAGE, mf.MASK, mf.MASK_LABEL,
                     mf.COHORT, *CLINICAL_COLUMNS)
 MANIFEST_FILE = "manifest.csv"
 INFO_FILE = "demo.json"
+DEFAULT_TASK = "astlof"
+TASKS = (DEFAULT_TASK, "vcf_acuity")
 
 SITES = {
     "A": SiteProtocol("A", spacing_xy_mm=0.8, slice_mm=1.0, kernel_mm=0.35, noise_sd_hu=28.0, noise_corr_mm=0.45,
@@ -88,6 +93,7 @@ class PatientPlan:
     second_reader: bool
     rois: tuple[RoiPlan, ...]
     volume: VolumeSpec
+    repeat_reading: bool = False  # the same reader outlines the ROI again (intra-observer ICC)
 
 
 # ---------------------------------------------------------------------------------------------- sampling
@@ -240,8 +246,19 @@ def assign_cohorts(plans: list[PatientPlan], seed: int) -> dict[str, str]:
     return cohorts
 
 
-def sample_cohort(n_patients: int = DEFAULT_PATIENTS, seed: int = 0) -> tuple[list[PatientPlan], pd.DataFrame]:
+def check_task(task: str) -> str:
+    if task not in TASKS:
+        raise ValueError(f"unknown demo task {task!r}; choose one of {list(TASKS)}")
+    return task
+
+
+def sample_cohort(n_patients: int = DEFAULT_PATIENTS, seed: int = 0,
+                  task: str = DEFAULT_TASK) -> tuple[list[PatientPlan], pd.DataFrame]:
     """All patient plans and the manifest rows they will produce (no images drawn)."""
+    if check_task(task) != DEFAULT_TASK:
+        from radfuse.data.demo_vcf import sample_vcf_cohort
+
+        return sample_vcf_cohort(n_patients, seed)
     width = max(4, len(str(n_patients)))
     frames = [site_and_roi_count(seed, i) for i in range(n_patients)]
     multi = {i: sample_patient(seed, i, id_width=width) for i, (_, n) in enumerate(frames) if n > 1}
@@ -262,7 +279,8 @@ def _manifest_row(plan: PatientPlan, roi: RoiPlan, cohort: str) -> dict[str, obj
 
 def _relative_files(plan: PatientPlan) -> dict[str, str]:
     name = f"{plan.patient_id}.nii.gz"
-    return {"image": f"images/{name}", "mask": f"masks/{name}", "mask2": f"masks2/{name}"}
+    return {"image": f"images/{name}", "mask": f"masks/{name}", "mask2": f"masks2/{name}",
+            "mask_repeat": f"masks_repeat/{name}"}
 
 
 # ---------------------------------------------------------------------------------------------- second reader
@@ -276,6 +294,14 @@ def second_reader_mask(labels: np.ndarray, rng: np.random.Generator) -> np.ndarr
     for threshold in (0.25, 1.3):
         out = _move_boundary(out, field, threshold)
     return out
+
+
+def repeat_reading_mask(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The same reader's outline a week later: one in-plane voxel moved in fewer, smaller patches than another
+    reader's (`second_reader_mask`), so intra-observer agreement beats inter-observer agreement."""
+    field = ndimage.gaussian_filter(rng.standard_normal(labels.shape, dtype=np.float32), (0.7, 3.0, 3.0))
+    field /= max(float(field.std()), 1e-6)
+    return _move_boundary(labels, field, 0.9)
 
 
 def _move_boundary(labels: np.ndarray, field: np.ndarray, threshold: float) -> np.ndarray:
@@ -311,6 +337,11 @@ def write_patient(out_dir: str | Path, plan: PatientPlan) -> None:
         second = sitk.GetImageFromArray(second_reader_mask(sitk.GetArrayFromImage(labels), rng))
         second.CopyInformation(labels)
         _write_image(second, out_dir / files["mask2"])
+    if plan.repeat_reading:
+        rng = np.random.default_rng(np.random.SeedSequence([*plan.volume.seed[:2], 4]))
+        repeat = sitk.GetImageFromArray(repeat_reading_mask(sitk.GetArrayFromImage(labels), rng))
+        repeat.CopyInformation(labels)
+        _write_image(repeat, out_dir / files["mask_repeat"])
 
 
 def _write_patient_args(args: tuple[str, PatientPlan]) -> None:
@@ -318,13 +349,14 @@ def _write_patient_args(args: tuple[str, PatientPlan]) -> None:
 
 
 def make_cohort(out_dir: str | Path, n_patients: int = DEFAULT_PATIENTS, seed: int = 0,
-                processes: int = MAX_PROCESSES) -> Path:
-    """Write the demo cohort under `out_dir` (images/, masks/, masks2/, manifest.csv, demo.json); return the
-    manifest path. The manifest is written last, so its presence means the cohort is complete."""
+                processes: int = MAX_PROCESSES, task: str = DEFAULT_TASK) -> Path:
+    """Write the demo cohort under `out_dir` (images/, masks/, masks2/, masks_repeat/ for `vcf_acuity`,
+    manifest.csv, demo.json); return the manifest path. The manifest is written last, so its presence means the
+    cohort is complete."""
     out_dir = Path(out_dir)
-    for sub in ("images", "masks", "masks2"):
+    for sub in ("images", "masks", "masks2") + (("masks_repeat",) if check_task(task) != DEFAULT_TASK else ()):
         (out_dir / sub).mkdir(parents=True, exist_ok=True)
-    plans, manifest = sample_cohort(n_patients, seed)
+    plans, manifest = sample_cohort(n_patients, seed, task)
     jobs = [(str(out_dir), plan) for plan in plans]
     workers = max(1, min(processes, MAX_PROCESSES, len(jobs)))
     if workers == 1:
@@ -333,26 +365,30 @@ def make_cohort(out_dir: str | Path, n_patients: int = DEFAULT_PATIENTS, seed: i
     else:  # spawn: the caller may hold threads (torch) that a fork would copy in a locked state
         with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
             list(pool.map(_write_patient_args, jobs, chunksize=4))
-    write_json(out_dir / INFO_FILE, _info(n_patients, seed, manifest))
+    write_json(out_dir / INFO_FILE, _info(n_patients, seed, manifest, task))
     return write_csv(out_dir / MANIFEST_FILE, manifest)
 
 
-def _info(n_patients: int, seed: int, manifest: pd.DataFrame) -> dict[str, object]:
-    return {"generator_version": GENERATOR_VERSION, "n_patients": n_patients, "seed": seed,
-            "n_rois": len(manifest), "sites": {k: vars(v) for k, v in SITES.items()}}
+def _info(n_patients: int, seed: int, manifest: pd.DataFrame, task: str = DEFAULT_TASK) -> dict[str, object]:
+    info: dict[str, object] = {"generator_version": GENERATOR_VERSION, "n_patients": n_patients, "seed": seed,
+                               "n_rois": len(manifest), "sites": {k: vars(v) for k, v in SITES.items()}}
+    if task != DEFAULT_TASK:  # the default cohort's demo.json stays as it was
+        info["task"] = task
+        info["sites"] = {k: v for k, v in info["sites"].items() if k in set(manifest[mf.SITE])}
+    return info
 
 
 def ensure_cohort(out_dir: str | Path, n_patients: int = DEFAULT_PATIENTS, seed: int = 0,
-                  processes: int = MAX_PROCESSES) -> Path:
+                  processes: int = MAX_PROCESSES, task: str = DEFAULT_TASK) -> Path:
     """The manifest of a demo cohort in `out_dir`, generated on first use (or when made with other settings)."""
     out_dir = Path(out_dir)
     info_path, manifest_path = out_dir / INFO_FILE, out_dir / MANIFEST_FILE
     if manifest_path.is_file() and info_path.is_file():
         info = json.loads(info_path.read_text())
         wanted = {"generator_version": GENERATOR_VERSION, "n_patients": n_patients, "seed": seed}
-        if all(info.get(k) == v for k, v in wanted.items()):
+        if all(info.get(k) == v for k, v in wanted.items()) and info.get("task", DEFAULT_TASK) == task:
             return manifest_path
-    return make_cohort(out_dir, n_patients, seed, processes)
+    return make_cohort(out_dir, n_patients, seed, processes, task)
 
 
 # ---------------------------------------------------------------------------------------------- CLI
@@ -366,18 +402,28 @@ def summary(manifest: pd.DataFrame) -> str:
     lines.append(f"  patients with 2 / 3 ROIs: {(per_patient == 2).sum()} / {(per_patient == 3).sum()}")
     second = manifest[mf.MASK2].fillna("").astype(str).str.len() > 0
     lines.append(f"  ROIs with a second reader's mask: {int(second.sum())}")
+    if "mask_repeat" in manifest.columns:
+        repeat = manifest["mask_repeat"].fillna("").astype(str).str.len() > 0
+        lines.append(f"  ROIs with a repeat reading by the first reader: {int(repeat.sum())}")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m radfuse.data.demo", description=__doc__.splitlines()[0])
     parser.add_argument("out_dir", type=Path)
-    parser.add_argument("--patients", type=int, default=DEFAULT_PATIENTS)
+    parser.add_argument("--patients", type=int, default=None,
+                        help=f"default {DEFAULT_PATIENTS} (astlof) or 109 (vcf_acuity: half of Wang 2025's 218)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--processes", type=int, default=MAX_PROCESSES, help=f"at most {MAX_PROCESSES}")
+    parser.add_argument("--task", choices=TASKS, default=DEFAULT_TASK,
+                        help="astlof: 3-class multi-site cohort (Liu 2025); vcf_acuity: acute vs chronic (Wang 2025)")
     args = parser.parse_args(argv)
     start = time.perf_counter()
-    path = make_cohort(args.out_dir, args.patients, args.seed, args.processes)
+    if args.patients is None:
+        from radfuse.data.demo_vcf import DEFAULT_VCF_PATIENTS
+
+        args.patients = DEFAULT_PATIENTS if args.task == DEFAULT_TASK else DEFAULT_VCF_PATIENTS
+    path = make_cohort(args.out_dir, args.patients, args.seed, args.processes, args.task)
     print(f"demo cohort written to {path}")
     print(summary(pd.read_csv(path, dtype=str, keep_default_na=False)))
     print(f"  time: {time.perf_counter() - start:.1f} s")

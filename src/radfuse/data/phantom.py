@@ -26,6 +26,7 @@ FINE_Z_MM = 0.75  # sub-slice spacing used to integrate partial volume over a sl
 Z_MARGIN_MM = 6.0  # how much of the neighbouring vertebrae the field of view keeps
 AIR_HU, FAT_HU, MUSCLE_HU, CSF_HU, DISC_HU = -1000.0, -100.0, 45.0, 12.0, 85.0
 HU_MIN, HU_MAX = -1024, 3071
+HAEMATOMA_MM = 6.0  # reach of an acute fracture's paravertebral swelling
 # SD of (unit fine - unit coarse) Gaussian-filtered noise when coarse sigma = 2 x fine on all 3 axes: the two
 # are correlated by (2*1*2 / (1 + 4)) ** (3/2) = 0.8 ** 1.5.
 _BAND_SD = float(np.sqrt(2.0 - 2.0 * 0.8**1.5))
@@ -68,6 +69,7 @@ class VertebraSpec:
     condensation_hu: float = 0.0  # sclerotic band under the superior endplate
     fracture_lines: int = 0
     gas_cleft: bool = False
+    haematoma_hu: float = 0.0  # acute fracture: denser paravertebral soft tissue (swelling, fat stranding)
 
 
 @dataclass(frozen=True)
@@ -186,6 +188,8 @@ def _draw_vertebra(scene: np.ndarray, labels: np.ndarray, v: VertebraSpec, centr
                    grid: _Grid, rng: np.random.Generator) -> None:
     h = v.height_mm
     xx, yy = np.meshgrid(grid.x, grid.y - v.y_shift_mm, indexing="xy")
+    if v.haematoma_hu:
+        _draw_haematoma(scene, xx, yy, grid.z_fine, centre, v)
     arch = _slab(grid.z_fine, centre - 0.8 * h, centre + 0.7 * h)
     _draw_arch(scene[arch], xx, yy, (grid.z_fine[arch] - centre).astype(np.float32), v, rng)
     box = _body_box(grid, v, centre)  # texture filtering is the costly part: keep it to the body
@@ -201,6 +205,18 @@ def _draw_vertebra(scene: np.ndarray, labels: np.ndarray, v: VertebraSpec, centr
     _draw_lesions(block, inside, cortex, xx, yy, zl, v, rng)
     if v.label:
         labels[box][inside] = v.label
+
+
+def _draw_haematoma(scene: np.ndarray, xx: np.ndarray, yy: np.ndarray, z: np.ndarray, centre: float,
+                    v: VertebraSpec) -> None:
+    """Soft tissue (below 150 HU) within HAEMATOMA_MM of the body's anterior and lateral wall, over the body's
+    height, made denser by `haematoma_hu`, fading with distance (e-folding 2.5 mm): what a margin crop sees."""
+    theta, r = np.arctan2(yy, xx), np.hypot(xx, yy)
+    outside = r - _body_radius(theta, v.half_width_mm, v.half_depth_mm, 1.0)
+    near = (outside > 0) & (outside < HAEMATOMA_MM) & (yy < 0.3 * v.half_depth_mm)  # not behind: the canal
+    weight = np.where(near, np.exp(-outside / 2.5), 0.0).astype(np.float32)
+    block = scene[_slab(z, centre - v.height_mm / 2, centre + v.height_mm / 2)]
+    block += np.where(block < 150.0, np.float32(v.haematoma_hu) * weight[None], np.float32(0.0))
 
 
 def _slab(z: np.ndarray, lo: float, hi: float) -> slice:

@@ -9,6 +9,7 @@ from typing import Callable
 from radfuse.models.base import FeatureBackbone
 from radfuse.models.resnet import RadfuseResNet
 from radfuse.models.shufflenet import ShuffleNetV2
+from radfuse.models.shufflenet_v1 import SHUFFLENET_V1_ARCHS, ShuffleNetV1
 
 BACKBONES: dict[str, Callable[..., FeatureBackbone]] = {
     "resnet18": partial(RadfuseResNet, "resnet18"),
@@ -16,6 +17,7 @@ BACKBONES: dict[str, Callable[..., FeatureBackbone]] = {
     "resnet50": partial(RadfuseResNet, "resnet50"),
     "shufflenet_v2_x0_5": partial(ShuffleNetV2, "shufflenet_v2_x0_5"),
     "shufflenet_v2_x1_0": partial(ShuffleNetV2, "shufflenet_v2_x1_0"),
+    **{name: partial(ShuffleNetV1, **kwargs) for name, kwargs in SHUFFLENET_V1_ARCHS.items()},
 }
 
 

@@ -3,7 +3,9 @@
 Layouts: plain torchvision state dicts; wrapped ones (`state_dict` / `model` / ... keys, `module.` / `model.` /
 `backbone.` prefixes); RadImageNet's PyTorch release (an `nn.Sequential` of torchvision ResNet-50 children, so
 `backbone.0.*` = conv1, `backbone.1.*` = bn1, `backbone.4..7.*` = layer1..layer4); MedicalNet's 3D ResNets
-(`module.` prefix, a `conv_seg` segmentation head instead of `fc`); radfuse's own Lightning checkpoints.
+(`module.` prefix, a `conv_seg` segmentation head instead of `fc`); Megvii's ShuffleNet V1 checkpoints
+(`first_conv`, `features.<i>.branch_main_1/2`, renamed and reordered by `radfuse.models.megvii_format`);
+radfuse's own Lightning checkpoints.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ PREFIXES = ("module.", "model.", "backbone.", "encoder.")
 # Index of each torchvision ResNet child in `nn.Sequential(*list(resnet.children())[:-1])` (RadImageNet).
 RADIMAGENET_CHILDREN = {"0": "conv1", "1": "bn1", "4": "layer1", "5": "layer2", "6": "layer3", "7": "layer4"}
 LIGHTNING_MARKER = "pytorch-lightning_version"
-FORMATS = ("auto", "torchvision", "radimagenet", "medicalnet", "lightning")
+FORMATS = ("auto", "torchvision", "radimagenet", "medicalnet", "megvii_v1", "lightning")
 
 
 class WeightsError(ValueError):
@@ -89,6 +91,12 @@ def from_medicalnet(obj: Any) -> StateDict:
     return {k: v for k, v in strip_prefixes(unwrap(obj)).items() if not k.startswith("conv_seg.")}
 
 
+def from_megvii_v1(obj: Any) -> StateDict:
+    from radfuse.models.megvii_format import from_megvii_state
+
+    return from_megvii_state(strip_prefixes(unwrap(obj)))
+
+
 def from_lightning(obj: Any) -> StateDict:
     state = unwrap(obj["state_dict"] if isinstance(obj, dict) and "state_dict" in obj else obj)
     # radfuse's LightningModule holds the network as `self.backbone`; other attributes (loss weights) are not weights
@@ -99,6 +107,7 @@ CONVERTERS: dict[str, Callable[[Any], StateDict]] = {
     "torchvision": from_torchvision,
     "radimagenet": from_radimagenet,
     "medicalnet": from_medicalnet,
+    "megvii_v1": from_megvii_v1,
     "lightning": from_lightning,
 }
 
@@ -108,6 +117,8 @@ def detect_format(obj: Any) -> str:
     if isinstance(obj, dict) and LIGHTNING_MARKER in obj:
         return "lightning"
     state = strip_prefixes(unwrap(obj))
+    if any(".branch_main_1." in k for k in state):
+        return "megvii_v1"
     if any(k.partition(".")[0].isdigit() for k in state):
         return "radimagenet"
     conv1 = state.get("conv1.weight")

@@ -36,7 +36,8 @@ def manifest_path(data: DictConfig) -> Path:
     manifest = Path(data.demo.dir) / "manifest.csv"
     if not manifest.exists():
         print(f"[radfuse] generating the demo cohort ({data.demo.n_patients} patients) in {data.demo.dir}", flush=True)
-        make_cohort(Path(data.demo.dir), n_patients=int(data.demo.n_patients), seed=int(data.demo.seed))
+        make_cohort(Path(data.demo.dir), n_patients=int(data.demo.n_patients), seed=int(data.demo.seed),
+                    task=str(data.demo.get("task", "astlof")))
     return manifest
 
 
