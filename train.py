@@ -1,7 +1,11 @@
 """Fine-tune a 2D/3D CNN on ROI crops: `python train.py [group=option ...]` (docs/train.md)."""
 
+from pathlib import Path
+
 import hydra
 from omegaconf import DictConfig
+
+from radfuse.stages.study import expand_argv
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
@@ -12,4 +16,5 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
+    expand_argv("train", Path(__file__).resolve().parent / "conf")  # experiment=<study preset>: its train groups
     main()

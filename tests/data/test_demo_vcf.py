@@ -23,7 +23,7 @@ from radfuse.data.validate import validate_manifest
 
 TASK = "vcf_acuity"
 CLASSES = ["acute", "chronic"]
-CLINICAL = {"age": "numeric", "sex": "categorical", "bmd": "numeric"}
+CLINICAL = {"age": "numeric", "sex": "categorical", "t_score": "numeric"}
 
 
 @pytest.fixture(scope="module")
@@ -77,8 +77,8 @@ def test_class_balance_cohorts_and_icc_share_follow_wang2025(big_sample: pd.Data
     train = big_sample[~internal]
     assert (train["mask2"] != "").mean() == pytest.approx(30 / 175, abs=0.01)
     assert big_sample["age"].mean() == pytest.approx(63.1, abs=1.0) and big_sample["age"].between(21, 97).all()
-    assert big_sample["bmd"].mean() == pytest.approx(-2.3, abs=0.1)
-    assert big_sample["bmd"].std() == pytest.approx(1.27, abs=0.1)
+    assert big_sample["t_score"].mean() == pytest.approx(-2.3, abs=0.1)
+    assert big_sample["t_score"].std() == pytest.approx(1.27, abs=0.1)
     assert (big_sample["sex"] == "F").mean() == pytest.approx(119 / 218, abs=0.03)
 
 

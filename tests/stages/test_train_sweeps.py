@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 
+from pathlib import Path
+
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
 from radfuse.models import create_backbone
+from radfuse.stages.study import with_study_groups
 from tests.stages.train_helpers import CONF, run_train_py, tiny_cohort
 
 
@@ -75,7 +78,7 @@ def test_missing_weights_exit_with_a_message(tmp_path, cohort, capsys):
 @pytest.mark.parametrize("experiment", ["liu2025", "wang2025", "demo"])
 def test_experiments_and_launchers_compose(experiment):
     with initialize_config_dir(config_dir=CONF, version_base="1.3"):
-        cfg = compose("train", overrides=[f"experiment={experiment}"])
+        cfg = compose("train", overrides=with_study_groups("train", [f"experiment={experiment}"], Path(CONF)))
         assert cfg.model.arch in {"resnet50", "resnet18", "shufflenet_v2_x1_0"}
         for launcher, target in (("local", "JoblibLauncher"), ("slurm", "SlurmLauncher")):
             hydra_cfg = compose("train", overrides=[f"hydra/launcher={launcher}"], return_hydra_config=True)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 from hydra import compose, initialize_config_dir
 
+from radfuse.stages.study import with_study_groups
 from tests.data.cohort_factory import make_tiny_cohort
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,9 +31,11 @@ def tiny_cohort(folder: Path, n_patients: int = 12) -> Path:
 
 
 def compose_train(manifest: Path, out: Path, cache: Path, *overrides: str):
+    """The train config as `python train.py ...` composes it (study presets' groups included)."""
+    overrides = with_study_groups("train", [f"data.manifest={manifest}", f"paths.out={out}", f"paths.cache={cache}",
+                                            *DATA_OVERRIDES, *overrides], Path(CONF))
     with initialize_config_dir(config_dir=CONF, version_base="1.3"):
-        return compose("train", overrides=[f"data.manifest={manifest}", f"paths.out={out}", f"paths.cache={cache}",
-                                           *DATA_OVERRIDES, *overrides])
+        return compose("train", overrides=overrides)
 
 
 def run_train_py(manifest: Path, out: Path, cache: Path, *overrides: str, timeout: int = 600):

@@ -36,7 +36,7 @@ DEFAULT_VCF_PATIENTS = 109  # half of Wang's 218, so six margin models train qui
 SITE = "A"  # one centre: the demo's site A protocol (0.8 mm pixels, 1 mm slices)
 VIEW_SHIFT = 0.9  # each view is N(-0.9, 1) or N(+0.9, 1) by class
 MASK_REPEAT = "mask_repeat"
-CLINICAL_COLUMNS = ("age", "sex", "bmd")
+CLINICAL_COLUMNS = ("age", "sex", "t_score")  # t_score: the BMD T-score (DXA), as in the ASTLOF demo
 MANIFEST_COLUMNS = (mf.CASE_ID, mf.PATIENT_ID, mf.IMAGE, mf.MASK, mf.MASK_LABEL, mf.MASK2, MASK_REPEAT, mf.LABEL,
                     mf.SITE, mf.COHORT, *CLINICAL_COLUMNS)
 
@@ -121,4 +121,4 @@ def _manifest_row(plan: PatientPlan, cohort: str) -> dict[str, object]:
             mf.IMAGE: files["image"], mf.MASK: files["mask"], mf.MASK_LABEL: roi.mask_label,
             mf.MASK2: files["mask2"] if plan.second_reader else "",
             MASK_REPEAT: files["mask_repeat"] if plan.repeat_reading else "", mf.LABEL: CLASSES[roi.label],
-            mf.SITE: plan.site, mf.COHORT: cohort, "age": plan.age, "sex": plan.sex, "bmd": plan.t_score}
+            mf.SITE: plan.site, mf.COHORT: cohort, "age": plan.age, "sex": plan.sex, "t_score": plan.t_score}

@@ -42,4 +42,7 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    from radfuse.stages.study import expand_argv
+
+    expand_argv("prepare", Path(CONF_DIR))  # experiment=<study preset>: its prepare groups
     main()
