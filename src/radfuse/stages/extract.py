@@ -36,7 +36,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         rois_from_manifest(frame), params, Path(cfg.paths.cache) / "radiomics", folder,
         workers=int(cfg.extract.workers), executor=cfg.extract.executor, scheduler=cfg.extract.scheduler,
         options=ExtractOptions(crop=bool(cfg.extract.crop), fast_glcm=bool(cfg.extract.fast_glcm),
-                               retry_failed=bool(cfg.extract.retry_failed)),
+                               retry_failed=bool(cfg.extract.retry_failed),
+                               resample_masks=bool(cfg.data.get("resample_masks", False))),
         progress=bool(cfg.extract.progress))
     summary = {"folder": str(folder), "rows": result.n_rows, "failures": len(result.failures),
                "computed": result.summary.count("computed"), "cached": result.summary.count("cached")}
