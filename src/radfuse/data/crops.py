@@ -4,22 +4,34 @@ Chain: load image + mask (physical space, mask aligned to the image grid) -> sel
 box around the ROI (so the scan size never bounds the work) -> orient to LPS -> resample to the configured spacing
 (B-spline image, nearest mask) -> window -> crop the ROI bounding box + `margin` voxels -> z-score -> 2D largest-
 area slice / 2.5D three adjacent slices / 3D cube -> resize -> replicate channels. Everything up to here is
-deterministic and cached by `PersistentDataset`; augmentation is applied after the cache.
+deterministic and cached by `CropCacheDataset` (MONAI's `PersistentDataset` with safe entries: written in the
+cache folder and renamed, checked when read); augmentation is applied after the cache.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import logging
 import math
+import os
+import tempfile
+from copy import deepcopy
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 import torch
 from monai import transforms as mt
+from monai.data import PersistentDataset
+from monai.data.utils import SUPPORTED_PICKLE_MOD
+from monai.utils import convert_to_tensor, look_up_option
 
 from radfuse.data import io
+
+log = logging.getLogger(__name__)
 
 # Bump when the deterministic chain changes in a way the config does not show: it is part of the cache key.
 CROP_CODE_VERSION = 1
@@ -214,3 +226,56 @@ def crop_pipeline(crop: CropConfig, augment: bool = False, seed: int = 0) -> mt.
     if augment:
         composed.set_random_state(seed=seed)
     return composed
+
+
+# ---------------------------------------------------------------------------------------------- on-disk cache
+class CropCacheDataset(PersistentDataset):
+    """`PersistentDataset` (same entry names, so existing caches stay valid) whose entries are safe.
+
+    MONAI writes an entry in a temporary folder and moves it into the cache: across file systems (a /tmp on tmpfs)
+    that move is a copy, and a killed run leaves a truncated `.pt` that every later run fails on with an error
+    naming no file. Here an entry is written to a temporary file in the cache folder itself and renamed onto its
+    name (atomic on any file system); an entry that does not load is named in a warning, discarded and recomputed.
+    """
+
+    def _cachecheck(self, item_transformed):
+        if self.cache_dir is None:
+            return self._pre_transform(deepcopy(item_transformed))
+        entry = Path(self.cache_dir) / f"{self.hash_func(item_transformed).decode('utf-8')}{self.transform_hash}.pt"
+        if entry.is_file():
+            cached = self._load(entry)
+            if cached is not None:
+                return cached
+            case = item_transformed.get("case_id", "?") if isinstance(item_transformed, dict) else "?"
+            log.warning("crop cache entry %s for case %s is damaged; recomputing", entry, case)
+            with contextlib.suppress(FileNotFoundError):  # another process may have discarded it already
+                entry.unlink()
+        computed = self._pre_transform(deepcopy(item_transformed))  # keep the original hashed
+        self._store(entry, computed)
+        return computed
+
+    def _load(self, entry: Path):
+        """The cached item, or None when the file is damaged (truncated, empty, not a saved item)."""
+        try:
+            cached = torch.load(entry, weights_only=self.weights_only)
+        except PermissionError:
+            raise
+        except Exception:  # noqa: BLE001 - whatever a damaged file raises (OSError, EOFError, RuntimeError, ...)
+            return None
+        if isinstance(cached, dict) and not all(k in cached for k in ("image", "mask")):
+            return None
+        return cached
+
+    def _store(self, entry: Path, item) -> None:
+        fd, tmp = tempfile.mkstemp(prefix=f".{entry.name}.", suffix=".tmp", dir=entry.parent)
+        os.close(fd)
+        try:
+            torch.save(convert_to_tensor(item, convert_numeric=False, track_meta=self.track_meta), tmp,
+                       pickle_module=look_up_option(self.pickle_module, SUPPORTED_PICKLE_MOD),
+                       pickle_protocol=self.pickle_protocol)
+            os.replace(tmp, entry)  # concurrent writers (DDP ranks, loader workers) write identical items
+        except PermissionError:  # a read-only cache: serve the item without caching it (as MONAI does)
+            pass
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)

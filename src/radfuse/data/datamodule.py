@@ -11,9 +11,9 @@ from pathlib import Path
 
 import lightning as L
 import pandas as pd
-from monai.data import DataLoader, Dataset, PersistentDataset
+from monai.data import DataLoader, Dataset
 
-from radfuse.data.crops import CropConfig, crop_pipeline
+from radfuse.data.crops import CropCacheDataset, CropConfig, crop_pipeline
 from radfuse.data.manifest import CASE_ID, COHORT, IMAGE, LABEL, MASK, MASK_LABEL, PATIENT_ID
 from radfuse.data.splits import Splits
 from radfuse.data.validate import label_str
@@ -51,7 +51,7 @@ def cached_dataset(items: list[dict], crop: CropConfig, cache_root: str | Path |
     transform = crop_pipeline(crop, augment=augment, seed=seed)
     if cache_root is None:
         return Dataset(items, transform)
-    return PersistentDataset(items, transform, cache_dir=crop_cache_dir(cache_root, crop))
+    return CropCacheDataset(items, transform, cache_dir=crop_cache_dir(cache_root, crop))
 
 
 class RadfuseDataModule(L.LightningDataModule):

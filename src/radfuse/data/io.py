@@ -112,15 +112,16 @@ def grid_permutation(image: Geometry, mask: Geometry, tol: float = GEOMETRY_TOLE
     axes[i] is the mask axis that image axis i runs along; flips[i] is True when it runs backwards. None if the
     grids differ. Works on index-space affines, so it is exact up to `tol` of a voxel.
     """
-    if len(image.size) != len(mask.size):
+    dim = len(image.size)  # 2D or 3D
+    if len(mask.size) != dim:
         return None
     index_map = np.linalg.inv(mask.index_to_physical()) @ image.index_to_physical()  # image index -> mask index
-    linear, offset = index_map[:3, :3], index_map[:3, 3]
+    linear, offset = index_map[:dim, :dim], index_map[:dim, 3]
     rounded = np.round(linear)
     if np.abs(linear - rounded).max() > tol or not _is_signed_permutation(rounded):
         return None
-    axes = [int(np.flatnonzero(rounded[:, i])[0]) for i in range(3)]
-    flips = [bool(rounded[axes[i], i] < 0) for i in range(3)]
+    axes = [int(np.flatnonzero(rounded[:, i])[0]) for i in range(dim)]
+    flips = [bool(rounded[axes[i], i] < 0) for i in range(dim)]
     for i, (axis, flip) in enumerate(zip(axes, flips)):
         expected = (mask.size[axis] - 1) if flip else 0.0
         if abs(offset[axis] - expected) > tol or mask.size[axis] != image.size[i]:
@@ -138,7 +139,7 @@ def align_mask(mask: sitk.Image, image: sitk.Image, resample: bool = False) -> s
     match = grid_permutation(image_geo, mask_geo)
     if match is not None:
         axes, flips = match
-        if axes == [0, 1, 2] and not any(flips):
+        if axes == sorted(axes) and not any(flips):
             aligned = sitk.Image(mask)
         else:
             aligned = sitk.GetImageFromArray(_permute_array(sitk.GetArrayFromImage(mask), axes, flips))
@@ -153,12 +154,12 @@ def align_mask(mask: sitk.Image, image: sitk.Image, resample: bool = False) -> s
 
 def _permute_array(array_zyx: np.ndarray, axes: list[int], flips: list[bool]) -> np.ndarray:
     """Reindex a mask array (numpy z,y,x order) so that it follows the image's index axes."""
-    array_xyz = np.transpose(array_zyx, (2, 1, 0))
+    array_xyz = array_zyx.T  # (z,) y, x -> x, y(, z)
     out = np.transpose(array_xyz, axes)
     for i, flip in enumerate(flips):
         if flip:
             out = np.flip(out, axis=i)
-    return np.ascontiguousarray(np.transpose(out, (2, 1, 0)))
+    return np.ascontiguousarray(out.T)
 
 
 def mask_labels(mask: sitk.Image) -> list[int]:

@@ -41,7 +41,7 @@ def paired_comparisons(ctx: ReportContext) -> list[dict]:
     rows = []
     for key1, key2 in itertools.combinations(ctx.selected, 2):
         sets1, sets2 = ctx.sets(key1), ctx.sets(key2)
-        for name in sets1.keys() & sets2.keys():
+        for name in sorted(sets1.keys() & sets2.keys()):  # sorted: a set's order changes with PYTHONHASHSEED
             merged = sets1[name].merge(sets2[name], on="case_id", suffixes=("", "__2"))
             if len(merged) < 4:
                 continue

@@ -1,9 +1,12 @@
 """PyRadiomics on one ROI, and the cached per-ROI task that the parallel runner hands to its workers.
 
-`extract_roi` is PyRadiomics' `execute` with five additions: a value-preserving crop to the ROI first
-(`roi_crop`), the vectorised GLCM (`fast_glcm`), the grey levels of every image type after discretisation
-(`grey_levels`), features and diagnostics split apart, and a loud error when a configured image type or feature
-class yields nothing for the ROI (PyRadiomics skips a filter for a too-small image with a log line only).
+`extract_roi` is PyRadiomics' `execute` with six additions: the mask put on the image's own array grid first,
+by the rule the validator applies (`radfuse.data.io.align_mask`: lossless reorientation of a mask stored with
+permuted / flipped axes or an origin within tolerance, nearest-neighbour resampling only with `resample_masks`), a
+value-preserving crop to the ROI (`roi_crop`), the vectorised GLCM (`fast_glcm`), the grey levels of every image
+type after discretisation (`grey_levels`), features and diagnostics split apart, and a loud error when a
+configured image type or feature class yields nothing for the ROI (PyRadiomics skips a filter for a too-small image
+with a log line only).
 """
 
 from __future__ import annotations
@@ -49,11 +52,14 @@ class ExtractOptions:
     crop: bool = True          # crop to the ROI first where values stay identical (roi_crop)
     fast_glcm: bool = True     # vectorised GLCM MCC and marginals (fast_glcm)
     retry_failed: bool = False  # recompute ROIs whose failure is cached
+    resample_masks: bool = False  # a mask on another grid: nearest-neighbour onto the image grid (data.resample_masks)
 
     def value_affecting(self) -> dict[str, bool]:
-        """The options that enter the cache key."""
+        """The options that enter the cache key (resample_masks since masks are aligned before PyRadiomics: the
+        new entry also retires results cached before, geometry failures included)."""
         # "diagnostics": a cached result from before the grey-level count lacks it, so it is computed again
-        return {"crop": self.crop, "fast_glcm": self.fast_glcm, "diagnostics": "grey_levels"}
+        return {"crop": self.crop, "fast_glcm": self.fast_glcm, "resample_masks": self.resample_masks,
+                "diagnostics": "grey_levels"}
 
 
 @dataclass(frozen=True)
@@ -69,15 +75,17 @@ class RoiOutcome:
 
 
 def extract_roi(image: str | Path | sitk.Image, mask: str | Path | sitk.Image, label: int | None,
-                params: Mapping[str, Any], crop: bool = True,
-                fast: bool = True) -> tuple[dict[str, float], dict[str, str]]:
+                params: Mapping[str, Any], crop: bool = True, fast: bool = True,
+                resample_masks: bool = False) -> tuple[dict[str, float], dict[str, str]]:
     """Features ({`original_glcm_Contrast`: value}) and diagnostics of one ROI; RoiError if incomplete.
 
     `label` None means the mask's only label (as the manifest allows without `mask_label`). `crop` and `fast`
-    (vectorised GLCM, `fast_glcm`) are radfuse's speed-ups; both leave the values as they are.
+    (vectorised GLCM, `fast_glcm`) are radfuse's speed-ups; both leave the values as they are. The mask reaches
+    PyRadiomics on the image's grid (`_on_image_grid`); `resample_masks` allows nearest-neighbour resampling there.
     """
     image_node = _read_image(str(image)) if not isinstance(image, sitk.Image) else image
     mask_node = _read_image(str(mask)) if not isinstance(mask, sitk.Image) else mask
+    mask_node = _on_image_grid(mask_node, image_node, resample_masks, mask, params.get("setting") or {})
     label = _only_label(mask_node, mask) if label is None else int(label)
     how = "off"
     if crop:
@@ -94,6 +102,26 @@ def extract_roi(image: str | Path | sitk.Image, mask: str | Path | sitk.Image, l
         raise RoiError(f"no features for {', '.join(missing)} (ROI too small for the filter or its settings)")
     diagnostics["diagnostics_radfuse_crop"] = how
     return features, diagnostics
+
+
+def _on_image_grid(mask: sitk.Image, image: sitk.Image, resample: bool, source: object,
+                   settings: Mapping[str, Any]) -> sitk.Image:
+    """The mask on the image's own array grid, by the validator's rule and tolerance (one rule, one place).
+
+    A mask on another grid is an error, unless `resample` (nearest-neighbour onto the image grid) or unless the
+    params file itself asks PyRadiomics to deal with it (`correctMask`, `geometryTolerance`): then PyRadiomics gets
+    the mask as stored, as its documentation says.
+    """
+    from radfuse.data.io import GeometryMismatch, align_mask
+
+    try:
+        return align_mask(mask, image, resample=resample)
+    except GeometryMismatch as error:
+        if settings.get("correctMask") or settings.get("geometryTolerance") is not None:
+            return mask
+        where = "" if isinstance(source, sitk.Image) else f" (mask {source})"
+        raise RoiError(f"geometry mismatch: {error}{where}; export the mask on the image's grid, or opt in to "
+                       "nearest-neighbour resampling (data.resample_masks=true)") from error
 
 
 def _only_label(mask: sitk.Image, source: object) -> int:
@@ -140,7 +168,7 @@ def run_roi_task(task: RoiTask, params: Mapping[str, Any], cache_root: str,
         # (measured on 2 busy cores: eigvals 71 s with OpenBLAS threads vs 1.4 s with one)
         with threadpool_limits(limits=1):
             features, diagnostics = extract_roi(task.image, task.mask, task.label, params, options.crop,
-                                                options.fast_glcm)
+                                                options.fast_glcm, options.resample_masks)
     except RoiError as error:
         cache.put(task.key, {"error": str(error)})
         return RoiOutcome(task.case_id, task.key, task.reader, "failed", str(error), time.perf_counter() - start)

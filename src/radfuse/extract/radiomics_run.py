@@ -16,11 +16,15 @@ from radfuse.extract.icc import ICC_COLUMNS, feature_icc
 from radfuse.extract.params import RadiomicsConfigError, check_requirements, feature_column
 from radfuse.extract.radiomics import ExtractOptions
 from radfuse.extract.roi_cache import ContentHashes, RoiCache
-from radfuse.extract.runner import RoiSpec, RunSummary, make_tasks, run_tasks
+from radfuse.extract.runner import RoiSpec, RunSummary, describe_failures, make_tasks, run_tasks
 from radfuse.extract.tables import read_feature_matrix, reference_columns, write_feature_tables
 
 log = logging.getLogger(__name__)
 FAILURE_COLUMNS = ("case_id", "reader", "reason")
+
+
+class NoRoiExtracted(RadiomicsConfigError):
+    """Every ROI of the run failed: there is no radiomics table to write."""
 
 
 @dataclass
@@ -73,8 +77,8 @@ def extract_radiomics(rois: list[RoiSpec], params: Mapping[str, Any], cache_root
                for reader in ("mask", "mask2")}
     failures = [(o.case_id, o.reader, o.reason) for o in summary.outcomes if o.status == "failed"]
     if not entries["mask"]:
-        raise RadiomicsConfigError(f"no ROI gave features ({len(failures)} failures, first: "
-                                   f"{failures[0] if failures else 'none'}); see the reasons above")
+        raise NoRoiExtracted(f"radiomics: every ROI failed ({len(failures)} of {len(summary.outcomes)}), no table "
+                             f"written: {describe_failures(failures) or 'no ROI in the manifest'}")
     grey = summarise_grey_levels(pd.DataFrame([cache.get(key)["diagnostics"] for _, key in entries["mask"]]))
     for line in grey.lines():
         log.info("radiomics grey levels: %s", line)
@@ -91,6 +95,9 @@ def extract_radiomics(rois: list[RoiSpec], params: Mapping[str, Any], cache_root
     failure_frame = pd.DataFrame(sorted(failures), columns=list(FAILURE_COLUMNS))
     artifacts.write_csv(out_dir / artifacts.FAILURES_TABLE, failure_frame)
     n_rows = len(entries["mask"]) - len(incomplete)
+    if failures:
+        log.warning("radiomics: %d of %d ROIs failed, reasons in %s; first: %s", len(failures),
+                    len(summary.outcomes), out_dir / artifacts.FAILURES_TABLE, describe_failures(failures, 1))
     log.info("radiomics: %d ROIs in the table, %d computed, %d from cache, %d failed", n_rows,
              summary.count("computed"), summary.count("cached"), len(failure_frame))
     return RadiomicsRunResult(summary, n_rows, failure_frame, grey)

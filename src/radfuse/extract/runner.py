@@ -40,6 +40,13 @@ class RunSummary:
         return sum(o.status == status for o in self.outcomes)
 
 
+def describe_failures(failures: list[tuple[str, str, str]], shown: int = 3) -> str:
+    """'c02 (mask): reason; c05 (mask2): reason; and 4 more' for (case_id, reader, reason) triples, sorted."""
+    ordered = sorted(failures)
+    text = "; ".join(f"{case_id} ({reader}): {reason}" for case_id, reader, reason in ordered[:shown])
+    return text + (f"; and {len(ordered) - shown} more" if len(ordered) > shown else "")
+
+
 def pyradiomics_version() -> str:
     return importlib.metadata.version("pyradiomics-bhklab")
 

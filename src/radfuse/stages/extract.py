@@ -37,7 +37,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         rois_from_manifest(frame, second_reader_cases=icc_cases), params, Path(cfg.paths.cache) / "radiomics", folder,
         workers=int(cfg.extract.workers), executor=cfg.extract.executor, scheduler=cfg.extract.scheduler,
         options=ExtractOptions(crop=bool(cfg.extract.crop), fast_glcm=bool(cfg.extract.fast_glcm),
-                               retry_failed=bool(cfg.extract.retry_failed)),
+                               retry_failed=bool(cfg.extract.retry_failed),
+                               resample_masks=bool(cfg.data.get("resample_masks", False))),
         progress=bool(cfg.extract.progress), params_name=params_name(cfg),
         refuse_few_grey_levels=bool(cfg.extract.grey_levels.refuse))
     if result.grey_levels is not None:
