@@ -423,9 +423,9 @@ def example_messages(folder: Path) -> list[str]:
         study = Study(folder / "base", folder / f"case{k:02d}")
         case.build(study)
         buffer = io.StringIO()
-        with contextlib.redirect_stderr(buffer):
+        with contextlib.redirect_stderr(buffer), contextlib.redirect_stdout(io.StringIO()):
             code = main(_cli_args(study.write(), case))
-        line = next((ln for ln in buffer.getvalue().splitlines() if case.says in ln), "")
+        line = _line(buffer.getvalue().splitlines(), case)
         out.append(f"{case.name}\t{code}\t{line.replace(str(folder), '...')}")
     return out
 

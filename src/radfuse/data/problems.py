@@ -42,6 +42,11 @@ def printable(value: object) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(value))
 
 
+def case_text(value: object) -> str:
+    """A manifest's case id as text ('' for an empty cell, which pandas reads as NaN)."""
+    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
+
+
 def errors(problems: list[Problem]) -> list[Problem]:
     return [p for p in problems if p.is_error]
 

@@ -18,7 +18,8 @@ import numpy as np
 import pandas as pd
 
 from radfuse.data.manifest import (CASE_ID, COHORT, COHORTS, LABEL, PATIENT_ID, is_missing_token, read_manifest)
-from radfuse.data.problems import ERROR, WARNING, WHOLE_TABLE, ManifestInvalid, Problem, errors  # noqa: F401
+from radfuse.data.problems import (ERROR, WARNING, WHOLE_TABLE, ManifestInvalid, Problem,  # noqa: F401
+                                   case_text, errors)
 from radfuse.data.validate_files import MODALITIES, LastImage, RowContext, image_leak_problems, row_problems
 
 NUMERIC, CATEGORICAL = "numeric", "categorical"
@@ -49,7 +50,7 @@ def validate_manifest(frame: pd.DataFrame, classes: Iterable[str] | None = None,
     problems += image_leak_problems(frame)
     images = LastImage(modality)
     for i, (_, row) in enumerate(frame.iterrows()):
-        context = RowContext(str(row[CASE_ID]), i + 2, manifest_file, resample_masks, modality)
+        context = RowContext(case_text(row[CASE_ID]), i + 2, manifest_file, resample_masks, modality)
         problems.extend(row_problems(row, context, images))
     return problems
 
@@ -76,7 +77,7 @@ def _table_problems(frame, classes, clinical, n_folds, manifest_file) -> list[Pr
 def _rows(frame: pd.DataFrame, where: pd.Series):
     """(row number, case id, row) of the rows where `where` holds."""
     for i in np.flatnonzero(where.to_numpy()):
-        yield int(i) + 2, frame[CASE_ID].iloc[i], frame.iloc[i]
+        yield int(i) + 2, case_text(frame[CASE_ID].iloc[i]), frame.iloc[i]
 
 
 def _cases(frame: pd.DataFrame, where: pd.Series, limit: int = 5) -> str:
@@ -142,9 +143,9 @@ def _label_problems(frame, classes, n_folds, manifest_file) -> list[Problem]:
     for row, case, values in _rows(frame, labels.isna()):
         problems.append(Problem(str(case), LABEL, manifest_file, "no label", "give every ROI its class", row=row))
     if allowed is not None:
-        for row, case, values in _rows(frame, labels.notna() & ~labels.isin(allowed)):
-            problems.append(Problem(str(case), LABEL, manifest_file,
-                                    f"label {values[LABEL]!r} is not a configured class",
+        for row, case, _ in _rows(frame, labels.notna() & ~labels.isin(allowed)):
+            problems.append(Problem(case, LABEL, manifest_file,
+                                    f"label {labels.iloc[row - 2]!r} is not a configured class",
                                     f"use one of {allowed} or add it to the configured classes", row=row))
     problems += _fold_problems(frame, labels, allowed, n_folds, manifest_file)
     problems += _one_class_cohorts(frame, labels, manifest_file)

@@ -20,7 +20,7 @@ import SimpleITK as sitk
 
 from radfuse.data import io
 from radfuse.data.manifest import CASE_ID, IMAGE, MASK, MASK2, MASK_LABEL, PATIENT_ID
-from radfuse.data.problems import Problem
+from radfuse.data.problems import Problem, case_text
 
 MODALITIES = ("ct", "other")
 MIN_ROI_VOXELS = 8              # fewer voxels than this and radiomics (and a crop) have nothing to measure
@@ -216,7 +216,7 @@ def _shared_by_patients(frame: pd.DataFrame, rows: list[int], says, distinct_fil
             continue
         other = others[0]
         problems.append(Problem(
-            str(frame[CASE_ID].iloc[i]), PATIENT_ID, str(path),
+            case_text(frame[CASE_ID].iloc[i]), PATIENT_ID, str(path),
             f"image of patient {mine} is {says(frame[PATIENT_ID].iloc[other])} (case {frame[CASE_ID].iloc[other]}, "
             f"{frame[IMAGE].iloc[other]})",
             "one scan under two patient ids is a leak between folds or cohorts: correct the patient_id or the image",
