@@ -100,3 +100,76 @@ def test_labels_selection_and_connected_components():
     parts = sitk.GetArrayFromImage(io.split_components(binary))
     assert sorted(np.unique(parts)) == [0, 1, 2]
     assert (parts == 1).sum() == 18  # largest first
+
+
+# ---------------------------------------------------------------------------------------------- whole files only
+def _cut(path, keep):
+    data = path.read_bytes()
+    cut = path.with_name("cut_" + path.name)
+    cut.write_bytes(data[:int(len(data) * keep)])
+    return cut
+
+
+@pytest.mark.parametrize("suffix", [".nii.gz", ".nii"])
+def test_a_truncated_nifti_is_refused_not_zero_filled(tmp_path, suffix):
+    path = io.write_image(_image((20, 30, 30)), tmp_path / f"ct{suffix}")
+    cut = _cut(path, 0.6)
+    assert sitk.GetArrayFromImage(sitk.ReadImage(str(cut))).size == 20 * 30 * 30  # SimpleITK alone accepts it
+    with pytest.raises(io.ImageReadError, match="truncated"):
+        io.read_image(cut)
+
+
+def test_a_gzip_crc_error_is_refused(tmp_path):
+    path = io.write_image(_image(), tmp_path / "ct.nii.gz")
+    data = bytearray(path.read_bytes())
+    data[-8] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(io.ImageReadError, match="corrupt"):
+        io.read_image(path)
+
+
+def test_a_truncated_nrrd_is_refused_by_simpleitk_itself(tmp_path):
+    path = io.write_image(_image((20, 30, 30)), tmp_path / "ct.nrrd")
+    with pytest.raises(io.ImageReadError):
+        io.read_image(_cut(path, 0.6))
+
+
+@pytest.mark.parametrize("suffix", [".nii.gz", ".nii", ".nrrd"])
+def test_nan_voxels_are_read_as_nan(tmp_path, suffix):
+    """ITK's NIfTI reader turns NaN into 0; read_image puts them back, so the validator can refuse them."""
+    array = sitk.GetArrayFromImage(_image())
+    array[2, 3, 4] = array[0, 0, 1] = np.nan
+    image = sitk.GetImageFromArray(array)
+    image.CopyInformation(_image())
+    path = io.write_image(image, tmp_path / f"ct{suffix}")
+    back = io.read_image(path)
+    assert np.array_equal(np.isnan(sitk.GetArrayFromImage(back)), np.isnan(array))
+    assert np.allclose(back.GetDirection(), image.GetDirection()) and np.allclose(back.GetSpacing(), (0.7, 0.8, 2.0))
+
+
+def test_real_ct_reads_as_simpleitk_reads_it(spine_ct):
+    for name in ("ct.nii.gz", "vertebrae.nii.gz"):
+        ours, theirs = io.read_image(spine_ct / name), sitk.ReadImage(str(spine_ct / name))
+        assert np.array_equal(sitk.GetArrayFromImage(ours), sitk.GetArrayFromImage(theirs))
+        assert ours.GetDirection() == theirs.GetDirection() and ours.GetOrigin() == theirs.GetOrigin()
+
+
+def test_nifti_header_layout_big_endian_and_nifti2():
+    from radfuse.data.image_integrity import nifti_layout
+
+    header = bytearray(348)
+    header[0:4] = (348).to_bytes(4, "big")
+    header[40:56] = np.array([3, 4, 5, 6, 1, 1, 1, 1], ">i2").tobytes()
+    header[70:74] = np.array([16, 32], ">i2").tobytes()
+    header[108:112] = np.array([352], ">f4").tobytes()
+    layout = nifti_layout(bytes(header))
+    assert (layout.offset, layout.voxels, layout.bytes_per_voxel, layout.needed) == (352, 120, 4, 352 + 480)
+    assert layout.float_dtype == np.dtype(">f4")
+    header2 = bytearray(540)
+    header2[0:4] = (540).to_bytes(4, "little")
+    header2[12:16] = np.array([4, 16], "<i2").tobytes()
+    header2[16:80] = np.array([2, 7, 9, 1, 1, 1, 1, 1], "<i8").tobytes()
+    header2[168:176] = np.array([544], "<i8").tobytes()
+    layout2 = nifti_layout(bytes(header2))
+    assert (layout2.needed, layout2.float_dtype) == (544 + 63 * 2, None)
+    assert nifti_layout(b"garbage" * 100) is None

@@ -64,12 +64,13 @@ def test_every_kind_of_broken_row_is_reported_by_case(tmp_path):
         "b_geometry": ("mask", "geometry mismatch"), "b_empty_roi": ("mask", "empty ROI"),
         "b_label_absent": ("mask_label", "absent"), "b_several_labels": ("mask", "several labels"),
         "c000": ("case_id", "more than once"), "b_two_cohorts_a": ("cohort", "is in cohorts"),
-        "b_bad_label": ("label", "not a configured class"), "b_clinical_nan": ("age", "NaN"),
+        "b_bad_label": ("label", "not a configured class"), "b_clinical_nan": ("age", "missing"),
         "b_clinical_type": ("age", "not a number"),
     }
     for case, (column, text) in expected.items():
         assert any(p.column == column and text in p.message for p in by_case.get(case, [])), (case, by_case.get(case))
-    files = {p.case_id: p.file for p in problems}
+    assert [p.severity for p in by_case["b_clinical_nan"] if p.column == "age"] == ["warning"]  # imputed later
+    files = {p.case_id: p.file for p in problems if p.column in ("image", "mask")}
     assert files["b_missing_image"].endswith("nowhere.nii.gz")
     assert files["b_geometry"].endswith("shifted_mask.nii.gz")
     # The valid rows are not reported.
@@ -81,7 +82,8 @@ def test_class_with_fewer_patients_than_folds(tmp_path):
     frame = read_manifest(manifest)
     assert not validate_manifest(frame, classes=["0", "1"], n_folds=3)
     problems = validate_manifest(frame, classes=["0", "1"], n_folds=5)
-    assert [p.message for p in problems] == ["class '1' has 3 training patient(s), fewer than 5 CV folds"]
+    assert [p.message for p in problems] == ["class '1' has 3 training patient(s) (cases c003, c007, c011), "
+                                             "fewer than 5 CV folds"]
 
 
 def test_resampling_masks_is_an_explicit_opt_in(tmp_path):
@@ -100,7 +102,7 @@ def test_cli_reports_everything_writes_nothing_and_exits_nonzero(tmp_path, capsy
     code = main([str(manifest), "--classes", "0", "1", "--clinical", "age:numeric", "sex:categorical"])
     after = sorted((p, p.stat().st_mtime_ns) for p in tmp_path.rglob("*"))
     err = capsys.readouterr().err
-    assert code == 1
+    assert code == 2
     assert before == after
     for case in ("b_missing_image", "b_geometry", "b_empty_roi", "b_several_labels", "b_bad_label", "c000"):
         assert f"[case {case}]" in err

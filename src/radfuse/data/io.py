@@ -3,6 +3,9 @@
 Images and masks are matched by their physical voxel grids, never by array index: a mask stored with flipped or
 permuted axes on the same grid as its image is reoriented losslessly; a mask on another grid is a geometry
 mismatch unless resampling was explicitly asked for.
+
+Images are read in full or refused: SimpleITK reads a truncated NIfTI without an error (the missing voxels become
+zeros) and reads NaN voxels of a float NIfTI as 0, so `read_image` checks the file first (`image_integrity`).
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
+
+from radfuse.data.image_integrity import IncompleteImage, check_image_file
 
 # Relative tolerance on spacing and on origin offsets (as a fraction of the voxel size).
 GEOMETRY_TOLERANCE = 1e-3
@@ -33,9 +38,27 @@ def read_image(path: str | Path) -> sitk.Image:
     if not path.is_file():
         raise ImageReadError(f"{path} does not exist")
     try:
-        return sitk.ReadImage(str(path))
+        nan_at = check_image_file(path)
+    except IncompleteImage as err:
+        raise ImageReadError(str(err)) from err
+    try:
+        image = sitk.ReadImage(str(path))
     except RuntimeError as err:
         raise ImageReadError(f"{path} cannot be read by SimpleITK: {_first_line(err)}") from err
+    return _with_nan(image, nan_at) if nan_at is not None and nan_at.size else image
+
+
+def _with_nan(image: sitk.Image, nan_at: np.ndarray) -> sitk.Image:
+    """Put back the NaN voxels that ITK's NIfTI reader turns into 0 (the validator must see them)."""
+    array = sitk.GetArrayFromImage(image)
+    if array.dtype.kind != "f" or image.GetNumberOfComponentsPerPixel() != 1 or nan_at.max() >= array.size:
+        return image
+    array.reshape(-1)[nan_at] = np.nan
+    restored = sitk.GetImageFromArray(array)
+    restored.CopyInformation(image)
+    for key in image.GetMetaDataKeys():
+        restored.SetMetaData(key, image.GetMetaData(key))
+    return restored
 
 
 def read_header(path: str | Path) -> "Geometry":

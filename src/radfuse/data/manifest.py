@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Mapping
 
 import pandas as pd
 
@@ -20,6 +21,10 @@ REQUIRED_COLUMNS = (CASE_ID, PATIENT_ID, IMAGE, MASK, LABEL)
 OPTIONAL_COLUMNS = (MASK_LABEL, MASK2, SITE, COHORT)
 PATH_COLUMNS = (IMAGE, MASK, MASK2)
 COHORTS = ("train", "internal", "external", "prospective")
+# Written in a clinical column, these mean "not known": the value is missing and the pipeline imputes it.
+# (pandas already reads '', 'NA', 'n/a', 'NaN', 'null', ... as missing.)
+MISSING_TOKENS = frozenset({"", "n/a", "na", "nan", "none", "null", "unknown", "missing", "not available", "?", "-",
+                            "--", "."})
 
 
 class ManifestError(ValueError):
@@ -55,3 +60,26 @@ def _resolve(root: Path, value: object) -> object:
         return value  # NaN / empty stays as is; validation reports it where it matters
     candidate = Path(value.strip())
     return str(candidate if candidate.is_absolute() else (root / candidate))
+
+
+def is_missing_token(value: object) -> bool:
+    """True for NaN and for the strings of MISSING_TOKENS (any case, surrounding blanks ignored)."""
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return True
+    return isinstance(value, str) and value.strip().lower() in MISSING_TOKENS
+
+
+def coerce_clinical(frame: pd.DataFrame, clinical: Mapping[str, str]) -> pd.DataFrame:
+    """The frame with each declared clinical column's missing tokens as NaN, numeric ones as numbers.
+
+    Run after validation (which refuses any other non-number), so that the pipeline's imputers see every missing
+    value as NaN and a numeric column stays numeric ('unknown' would otherwise make `age` a categorical column).
+    """
+    out = frame.copy()
+    for column, kind in clinical.items():
+        if column not in out.columns:
+            continue
+        values = out[column].mask(out[column].map(is_missing_token))
+        out[column] = pd.to_numeric(values, errors="coerce") if kind == "numeric" else values
+    out.attrs = dict(frame.attrs)
+    return out

@@ -1,46 +1,30 @@
-"""Manifest validation: every problem of every row, reported at once, each naming case, column, file and fix.
+"""Manifest validation: every problem of every row, reported at once, each naming case, row, column, file and fix.
 
-`python -m radfuse.data.validate MANIFEST [--classes 0 1 2] [--clinical age:numeric sex:categorical] [--folds 5]`
-exits non-zero on any error and writes nothing. Every stage calls `ensure_valid` before it works.
+`python -m radfuse.data.validate MANIFEST [--classes 0 1 2] [--clinical age:numeric sex:categorical] [--folds 5]
+[--modality ct|other]` exits 2 on any error and writes nothing; warnings (judgements such as a missing clinical value
+that will be imputed) are printed and do not fail it. Every stage calls `ensure_valid` before it works. The list of
+checks, with their messages, is docs/validate.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 import sys
-from dataclasses import dataclass
 from typing import Iterable, Mapping
 
 import numpy as np
 import pandas as pd
-import SimpleITK as sitk
 
-from radfuse.data import io
-from radfuse.data.manifest import (CASE_ID, COHORT, COHORTS, IMAGE, LABEL, MASK, MASK2, MASK_LABEL, PATIENT_ID,
-                                   read_manifest)
+from radfuse.data.manifest import (CASE_ID, COHORT, COHORTS, LABEL, PATIENT_ID, is_missing_token, read_manifest)
+from radfuse.data.problems import (ERROR, WARNING, WHOLE_TABLE, ManifestInvalid, Problem,  # noqa: F401
+                                   case_text, errors)
+from radfuse.data.validate_files import MODALITIES, LastImage, RowContext, image_leak_problems, row_problems
 
 NUMERIC, CATEGORICAL = "numeric", "categorical"
-
-
-@dataclass(frozen=True)
-class Problem:
-    case_id: str
-    column: str
-    file: str
-    message: str
-    fix: str
-
-    def __str__(self) -> str:
-        where = f" (file: {self.file})" if self.file else ""
-        return f"[case {self.case_id}] {self.column}: {self.message}{where}. Fix: {self.fix}"
-
-
-class ManifestInvalid(ValueError):
-    def __init__(self, problems: list[Problem], manifest: str = "manifest"):
-        self.problems = problems
-        lines = "\n".join(f"  - {p}" for p in problems)
-        super().__init__(f"{manifest}: {len(problems)} problem(s):\n{lines}")
+HELD_OUT_COHORTS = ("internal", "external", "prospective")
+log = logging.getLogger(__name__)
 
 
 def label_str(value: object) -> str | None:
@@ -54,74 +38,151 @@ def label_str(value: object) -> str | None:
 
 def validate_manifest(frame: pd.DataFrame, classes: Iterable[str] | None = None,
                       clinical: Mapping[str, str] | None = None, n_folds: int = 5,
-                      resample_masks: bool = False, manifest_file: str = "") -> list[Problem]:
-    """All problems of a manifest read by `read_manifest`; an empty list means valid."""
+                      resample_masks: bool = False, manifest_file: str = "", modality: str = "ct") -> list[Problem]:
+    """All problems (errors and warnings) of a manifest read by `read_manifest`; no error means valid.
+
+    `modality="other"` turns off the CT plausibility checks (values in HU); NaN under an ROI is refused always.
+    """
+    if modality not in MODALITIES:
+        raise ValueError(f"modality {modality!r}: use one of {list(MODALITIES)} (data.modality / --modality)")
+    frame = frame.reset_index(drop=True)  # row i is the manifest's row i + 2 (the header is row 1)
     problems = _table_problems(frame, classes, clinical or {}, n_folds, manifest_file)
-    headers: dict[str, io.Geometry | Exception] = {}
-    for _, row in frame.iterrows():
-        problems.extend(_row_problems(row, headers, resample_masks))
+    problems += image_leak_problems(frame)
+    images = LastImage(modality)
+    for i, (_, row) in enumerate(frame.iterrows()):
+        context = RowContext(case_text(row[CASE_ID]), i + 2, manifest_file, resample_masks, modality)
+        problems.extend(row_problems(row, context, images))
     return problems
 
 
 def ensure_valid(frame: pd.DataFrame, **kwargs) -> None:
+    """Raise `ManifestInvalid` on any error; log each warning."""
     problems = validate_manifest(frame, **kwargs)
-    if problems:
-        raise ManifestInvalid(problems, frame.attrs.get("manifest_path", "manifest"))
+    for problem in problems:
+        if not problem.is_error:
+            log.warning("manifest: %s", problem)
+    if errors(problems):
+        raise ManifestInvalid(errors(problems), frame.attrs.get("manifest_path", "manifest"))
 
 
 # ---------------------------------------------------------------------------------------------- whole table
 def _table_problems(frame, classes, clinical, n_folds, manifest_file) -> list[Problem]:
-    problems: list[Problem] = []
-    for column in (CASE_ID, PATIENT_ID):
-        for case in frame.loc[frame[column].isna() | (frame[column].astype(str).str.strip() == ""), CASE_ID]:
-            problems.append(Problem(str(case), column, manifest_file, f"empty {column}",
-                                    f"give every row a {column}"))
-    duplicated = frame[CASE_ID][frame[CASE_ID].duplicated(keep=False)].dropna().unique()
-    for case in duplicated:
-        problems.append(Problem(str(case), CASE_ID, manifest_file, "case_id appears more than once",
-                                "make case_id unique (one row per ROI, e.g. <patient>_<vertebra>)"))
+    problems = _id_problems(frame, manifest_file)
     problems += _cohort_problems(frame, manifest_file)
     problems += _label_problems(frame, classes, n_folds, manifest_file)
     problems += _clinical_problems(frame, clinical, manifest_file)
     return problems
 
 
+def _rows(frame: pd.DataFrame, where: pd.Series):
+    """(row number, case id, row) of the rows where `where` holds."""
+    for i in np.flatnonzero(where.to_numpy()):
+        yield int(i) + 2, case_text(frame[CASE_ID].iloc[i]), frame.iloc[i]
+
+
+def _cases(frame: pd.DataFrame, where: pd.Series, limit: int = 5) -> str:
+    cases = [str(c) for c in frame.loc[where, CASE_ID]]
+    more = f" and {len(cases) - limit} more" if len(cases) > limit else ""
+    return ("case " if len(cases) == 1 else "cases ") + ", ".join(cases[:limit]) + more
+
+
+def _id_problems(frame, manifest_file) -> list[Problem]:
+    problems = []
+    for column in (CASE_ID, PATIENT_ID):
+        empty = frame[column].isna() | (frame[column].astype(str).str.strip() == "")
+        for row, case, _ in _rows(frame, empty):
+            problems.append(Problem(str(case), column, manifest_file, f"empty {column}",
+                                    f"give every row a {column}", row=row))
+    duplicated = frame[CASE_ID].duplicated(keep=False) & frame[CASE_ID].notna()
+    for row, case, _ in _rows(frame, duplicated):
+        problems.append(Problem(str(case), CASE_ID, manifest_file, "case_id appears more than once",
+                                "make case_id unique (one row per ROI, e.g. <patient>_<vertebra>)", row=row))
+    unsafe = frame[CASE_ID].map(_unsafe_in_file_names)
+    for row, case, _ in _rows(frame, unsafe.notna()):
+        problems.append(Problem(str(case), CASE_ID, manifest_file,
+                                f"case_id holds a path character ({unsafe.iloc[row - 2]}); case ids become file "
+                                "names of caches and figures",
+                                "rename the case with letters, digits, '-', '_' and inner dots only", row=row))
+    return problems
+
+
+def _unsafe_in_file_names(case: object) -> str | None:
+    """What makes a case id unsafe as a file name, or None."""
+    if not isinstance(case, str) or not case:
+        return None
+    if "/" in case or "\\" in case:
+        return "a slash or backslash"
+    if case.startswith("."):
+        return "a leading dot: '.', '..' or a hidden file"
+    if any(not c.isprintable() for c in case):
+        return "a control character"
+    return None
+
+
 def _cohort_problems(frame, manifest_file) -> list[Problem]:
     if COHORT not in frame.columns:
         return []
     problems = []
-    for _, row in frame[frame[COHORT].notna() & ~frame[COHORT].isin(COHORTS)].iterrows():
-        problems.append(Problem(str(row[CASE_ID]), COHORT, manifest_file, f"unknown cohort {row[COHORT]!r}",
-                                f"use one of {list(COHORTS)} or leave it empty to be split automatically"))
+    for row, case, values in _rows(frame, frame[COHORT].notna() & ~frame[COHORT].isin(COHORTS)):
+        problems.append(Problem(str(case), COHORT, manifest_file, f"unknown cohort {values[COHORT]!r}",
+                                f"use one of {list(COHORTS)} or leave it empty to be split automatically", row=row))
     cohorts_per_patient = frame.dropna(subset=[COHORT]).groupby(PATIENT_ID)[COHORT].nunique()
     for patient in cohorts_per_patient[cohorts_per_patient > 1].index:
-        rows = frame[frame[PATIENT_ID] == patient]
-        for _, row in rows.iterrows():
-            problems.append(Problem(str(row[CASE_ID]), COHORT, manifest_file,
-                                    f"patient {patient} is in cohorts {sorted(rows[COHORT].dropna().unique())}",
-                                    "put all ROIs of a patient in one cohort (a patient is never split)"))
+        mine = frame[PATIENT_ID] == patient
+        cohorts = sorted(frame.loc[mine, COHORT].dropna().unique())
+        for row, case, _ in _rows(frame, mine):
+            problems.append(Problem(str(case), COHORT, manifest_file, f"patient {patient} is in cohorts {cohorts}",
+                                    "put all ROIs of a patient in one cohort (a patient is never split)", row=row))
     return problems
 
 
 def _label_problems(frame, classes, n_folds, manifest_file) -> list[Problem]:
     problems = []
-    labels = frame[LABEL].map(label_str)
+    labels = pd.Series([label_str(v) for v in frame[LABEL]], index=frame.index, dtype=object)
     allowed = None if classes is None else [str(c) for c in classes]
-    for case, raw, label in zip(frame[CASE_ID], frame[LABEL], labels):
-        if label is None:
-            problems.append(Problem(str(case), LABEL, manifest_file, "no label", "give every ROI its class"))
-        elif allowed is not None and label not in allowed:
-            problems.append(Problem(str(case), LABEL, manifest_file, f"label {raw!r} is not a configured class",
-                                    f"use one of {allowed} or add it to the configured classes"))
-    train = frame[COHORT].isin(["train"]) if COHORT in frame.columns and (frame[COHORT] == "train").any() \
-        else pd.Series(True, index=frame.index)
+    for row, case, values in _rows(frame, labels.isna()):
+        problems.append(Problem(str(case), LABEL, manifest_file, "no label", "give every ROI its class", row=row))
+    if allowed is not None:
+        for row, case, _ in _rows(frame, labels.notna() & ~labels.isin(allowed)):
+            problems.append(Problem(case, LABEL, manifest_file,
+                                    f"label {labels.iloc[row - 2]!r} is not a configured class",
+                                    f"use one of {allowed} or add it to the configured classes", row=row))
+    problems += _fold_problems(frame, labels, allowed, n_folds, manifest_file)
+    problems += _one_class_cohorts(frame, labels, manifest_file)
+    return problems
+
+
+def _fold_problems(frame, labels, allowed, n_folds, manifest_file) -> list[Problem]:
+    has_train = COHORT in frame.columns and (frame[COHORT] == "train").any()
+    train = frame[COHORT].isin(["train"]) if has_train else pd.Series(True, index=frame.index)
     patients = frame[train].assign(_label=labels[train]).groupby("_label")[PATIENT_ID].nunique()
+    problems = []
     for label in (allowed or sorted(patients.index)):
         count = int(patients.get(label, 0))
         if count < n_folds:
-            problems.append(Problem("*", LABEL, manifest_file,
-                                    f"class {label!r} has {count} training patient(s), fewer than {n_folds} CV folds",
+            of_class = f" ({_cases(frame, train & (labels == label))})" if count else ""
+            problems.append(Problem(WHOLE_TABLE, LABEL, manifest_file,
+                                    f"class {label!r} has {count} training patient(s){of_class}, fewer than "
+                                    f"{n_folds} CV folds",
                                     "lower the number of folds, merge classes, or add patients of that class"))
+    return problems
+
+
+def _one_class_cohorts(frame, labels, manifest_file) -> list[Problem]:
+    """A held-out cohort of one class has no AUC: warn now rather than at the end of fuse."""
+    if COHORT not in frame.columns:
+        return []
+    problems = []
+    for cohort in HELD_OUT_COHORTS:
+        inside = (frame[COHORT] == cohort) & labels.notna()
+        present = labels[inside].unique()
+        if len(present) == 1:
+            problems.append(Problem(
+                WHOLE_TABLE, LABEL, manifest_file,
+                f"cohort {cohort!r} holds one class only ({present[0]!r}: {int(inside.sum())} ROI(s) of "
+                f"{frame.loc[inside, PATIENT_ID].nunique()} patient(s), {_cases(frame, inside)})",
+                "add cases of the other classes to it; otherwise its AUC is undefined (accuracy and calibration "
+                "are still reported)", severity=WARNING))
     return problems
 
 
@@ -129,90 +190,37 @@ def _clinical_problems(frame, clinical, manifest_file) -> list[Problem]:
     problems = []
     for column, kind in clinical.items():
         if column not in frame.columns:
-            problems.append(Problem("*", column, manifest_file, "declared clinical column is missing",
+            problems.append(Problem(WHOLE_TABLE, column, manifest_file, "declared clinical column is missing",
                                     f"add a {column} column or remove it from the configured clinical columns"))
             continue
-        for case, value in zip(frame[CASE_ID], frame[column]):
-            if pd.isna(value):
-                problems.append(Problem(str(case), column, manifest_file, "missing value (NaN)",
-                                        f"fill {column}, or drop the row"))
-            elif kind == NUMERIC and pd.isna(pd.to_numeric(value, errors="coerce")):
-                problems.append(Problem(str(case), column, manifest_file, f"{value!r} is not a number",
-                                        f"{column} is declared numeric: write a number"))
-    return problems
-
-
-# ---------------------------------------------------------------------------------------------- per row
-def _row_problems(row: pd.Series, headers: dict, resample_masks: bool) -> list[Problem]:
-    case = str(row[CASE_ID])
-    image_path = row[IMAGE]
-    header = _cached_header(image_path, headers)
-    if isinstance(header, Exception):
-        return [Problem(case, IMAGE, str(image_path), f"image unreadable: {header}",
-                        "fix the path (relative to the manifest's folder) or re-export the image")]
-    wanted = row.get(MASK_LABEL)
-    label, problems = _mask_label(case, wanted)
-    for column in (MASK, MASK2):
-        path = row.get(column)
-        if column == MASK2 and (path is None or (isinstance(path, float) and math.isnan(path))):
+        missing = frame[column].map(is_missing_token)
+        if missing.all():
+            problems.append(Problem(WHOLE_TABLE, column, manifest_file, f"every value of {column} is missing",
+                                    f"fill {column}, or remove it from the declared clinical columns "
+                                    "(data.clinical / --clinical)"))
             continue
-        problems += _mask_problems(case, column, path, header, label, resample_masks)
+        imputed = "the median" if kind == NUMERIC else "the most frequent category"
+        for row, case, values in _rows(frame, missing):
+            value = values[column]
+            shown = f" ({value!r})" if isinstance(value, str) and value.strip() else " (blank or NA)"
+            problems.append(Problem(str(case), column, manifest_file, f"missing{shown}",
+                                    f"it will be imputed with {imputed} of the training data; fill {column} if it "
+                                    "is known", row=row, severity=WARNING))
+        if kind == NUMERIC:
+            problems += _not_numbers(frame, column, ~missing, manifest_file)
     return problems
 
 
-def _mask_label(case: str, value: object) -> tuple[int | None, list[Problem]]:
-    if value is None or pd.isna(value):
-        return None, []
-    try:
-        if float(value) != int(float(value)):
-            raise ValueError
-        return int(float(value)), []
-    except (TypeError, ValueError):
-        return None, [Problem(case, MASK_LABEL, "", f"mask_label {value!r} is not an integer",
-                              "write the integer label of this ROI in the mask, or leave it empty")]
-
-
-def _mask_problems(case, column, path, image_header, label, resample_masks) -> list[Problem]:
-    try:
-        mask = io.read_image(path)
-    except (io.ImageReadError, TypeError) as err:
-        return [Problem(case, column, str(path), f"mask unreadable: {err}",
-                        "fix the path (relative to the manifest's folder) or re-export the mask")]
-    reference = sitk.Image([int(s) for s in image_header.size], sitk.sitkUInt8)
-    reference.SetSpacing(image_header.spacing)
-    reference.SetOrigin(image_header.origin)
-    reference.SetDirection(image_header.direction)
-    try:
-        mask = io.align_mask(mask, reference, resample=resample_masks)
-    except io.GeometryMismatch as err:
-        return [Problem(case, column, str(path), f"geometry mismatch: {err}",
-                        "export the mask on the image's grid, or opt in to nearest-neighbour resampling "
-                        "(data.resample_masks=true / --resample-masks)")]
-    return _label_content_problems(case, column, str(path), mask, label)
-
-
-def _label_content_problems(case, column, path, mask, label) -> list[Problem]:
-    present = io.mask_labels(mask)
-    if not present:
-        return [Problem(case, column, path, "empty ROI: the mask has no foreground voxel",
-                        "segment the ROI or drop the row")]
-    if label is None and len(present) > 1:
-        return [Problem(case, column, path, f"mask holds several labels {present} and no mask_label is given",
-                        "set mask_label to the label of this ROI (one row per label)")]
-    if label is not None and label not in present:
-        return [Problem(case, MASK_LABEL, path, f"label {label} is absent from the mask (present: {present})",
-                        "set mask_label to a label the mask holds")]
-    return []
-
-
-def _cached_header(path, headers: dict):
-    key = str(path)
-    if key not in headers:
-        try:
-            headers[key] = io.read_header(path)
-        except (io.ImageReadError, TypeError) as err:
-            headers[key] = err
-    return headers[key]
+def _not_numbers(frame, column, present, manifest_file) -> list[Problem]:
+    problems = []
+    not_number = present & pd.to_numeric(frame[column].where(present), errors="coerce").isna()
+    for row, case, values in _rows(frame, not_number):
+        value = values[column]
+        comma = isinstance(value, str) and not pd.isna(pd.to_numeric(value.replace(",", "."), errors="coerce"))
+        fix = (f"write it with a decimal point ({value.replace(',', '.')})" if comma else
+               f"{column} is declared numeric: write a number, or leave it blank (it is then imputed)")
+        problems.append(Problem(str(case), column, manifest_file, f"{value!r} is not a number", fix, row=row))
+    return problems
 
 
 # ---------------------------------------------------------------------------------------------- CLI
@@ -234,6 +242,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clinical", nargs="*", default=[], help="declared clinical columns, name[:kind]")
     parser.add_argument("--folds", type=int, default=5, help="CV folds (each class needs that many patients)")
     parser.add_argument("--resample-masks", action="store_true", help="allow nearest resampling of masks")
+    parser.add_argument("--modality", choices=MODALITIES, default="ct",
+                        help="ct (default): images must be in HU; other: no HU checks (data.modality)")
     args = parser.parse_args(argv)
     try:
         frame = read_manifest(args.manifest)
@@ -241,13 +251,14 @@ def main(argv: list[str] | None = None) -> int:
         print(err, file=sys.stderr)
         return 2
     problems = validate_manifest(frame, args.classes, parse_clinical(args.clinical), args.folds,
-                                 args.resample_masks, manifest_file=args.manifest)
+                                 args.resample_masks, manifest_file=args.manifest, modality=args.modality)
     for problem in problems:
         print(problem, file=sys.stderr)
-    cases = {p.case_id for p in problems}
-    print(f"{args.manifest}: {len(frame)} ROI(s), {len(problems)} problem(s) in {len(cases)} case(s)"
-          + ("" if problems else ": valid"))
-    return 1 if problems else 0
+    failed = errors(problems)
+    cases = {p.case_id for p in failed}
+    print(f"{args.manifest}: {len(frame)} ROI(s), {len(failed)} error(s) in {len(cases)} case(s), "
+          f"{len(problems) - len(failed)} warning(s)" + ("" if failed else ": valid"))
+    return 2 if failed else 0
 
 
 if __name__ == "__main__":

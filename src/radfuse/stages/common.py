@@ -11,7 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from radfuse.artifacts import CONFIG_FILE, splits_path, write_provenance, write_text
 from radfuse.data.crops import CropConfig
-from radfuse.data.manifest import read_manifest
+from radfuse.data.manifest import coerce_clinical, read_manifest
 from radfuse.data.splits import Splits, load_or_make_splits
 from radfuse.data.validate import ensure_valid
 
@@ -60,7 +60,9 @@ def load_cohort(cfg: DictConfig) -> Cohort:
     classes = [str(c) for c in data.classes]
     clinical = dict(OmegaConf.to_container(data.clinical)) if data.get("clinical") else {}
     ensure_valid(frame, classes=classes, clinical=clinical, n_folds=int(data.split.n_folds),
-                 resample_masks=bool(data.resample_masks), manifest_file=str(path))
+                 resample_masks=bool(data.resample_masks), manifest_file=str(path),
+                 modality=str(data.get("modality", "ct")))
+    frame = coerce_clinical(frame, clinical)  # 'n/a', 'unknown', blank -> NaN, which the pipeline imputes
     splits = load_or_make_splits(frame, splits_path(cfg.paths.out), seed=int(data.split.seed),
                                  internal_fraction=float(data.split.internal_fraction),
                                  n_folds=int(data.split.n_folds))
