@@ -56,12 +56,14 @@ def rois_from_manifest(frame: pd.DataFrame, second_reader_cases: set[str] | None
 def extract_radiomics(rois: list[RoiSpec], params: Mapping[str, Any], cache_root: str | Path,
                       out_dir: str | Path, *, workers: int = 1, executor: str = "joblib", scheduler: Any = None,
                       options: ExtractOptions = ExtractOptions(), progress: bool = True,
-                      params_name: str = "params", refuse_few_grey_levels: bool = True) -> RadiomicsRunResult:
+                      params_name: str = "params", refuse_few_grey_levels: bool = True,
+                      rejected: list[tuple[str, str, str]] = ()) -> RadiomicsRunResult:
     """Extract every ROI (cached, parallel), check the grey levels, then write the tables under `out_dir`.
 
     A params set under which most ROIs of an image type get fewer than a handful of grey levels is refused
     (RadiomicsConfigError naming `params_name`'s setting) before any table is written, unless
-    `refuse_few_grey_levels` is False; the per-image summary goes to `grey_levels.csv` either way."""
+    `refuse_few_grey_levels` is False; the per-image summary goes to `grey_levels.csv` either way. `rejected`:
+    (case_id, reader, reason) of rows the validator refused, listed in failures.csv beside the extraction's own."""
     hashes = ContentHashes(Path(cache_root) / "content_hashes.json")
     tasks, failed_early = make_tasks(rois, params, options, hashes)
     hashes.save()
@@ -75,7 +77,7 @@ def extract_radiomics(rois: list[RoiSpec], params: Mapping[str, Any], cache_root
     out_dir = Path(out_dir)
     entries = {reader: [(t.case_id, t.key) for t in tasks if t.reader == reader and (t.case_id, reader) in ok]
                for reader in ("mask", "mask2")}
-    failures = [(o.case_id, o.reader, o.reason) for o in summary.outcomes if o.status == "failed"]
+    failures = [(o.case_id, o.reader, o.reason) for o in summary.outcomes if o.status == "failed"] + list(rejected)
     if not entries["mask"]:
         raise NoRoiExtracted(f"radiomics: every ROI failed ({len(failures)} of {len(summary.outcomes)}), no table "
                              f"written: {describe_failures(failures) or 'no ROI in the manifest'}")

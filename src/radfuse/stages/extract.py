@@ -16,6 +16,7 @@ from radfuse.data import manifest as mf
 from radfuse.extract.params import load_params
 from radfuse.extract.radiomics import ExtractOptions
 from radfuse.extract.radiomics_run import extract_radiomics, rois_from_manifest
+from radfuse.run_lock import run_lock
 from radfuse.stages.common import load_cohort, log_lightning_once, read_cohort_frame, save_run_config
 
 log = logging.getLogger(__name__)
@@ -26,21 +27,27 @@ class ExtractionFailed(RuntimeError):
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
-    """Run the stage; returns a small summary (counts and the output folder)."""
+    """Run the stage; returns a small summary (counts and the output folder). One run owns the folder at a time."""
     folder = artifacts.extract_dir(cfg.paths.out, cfg.run)
-    frame, path = _manifest(cfg)
+    with run_lock(folder):
+        return _run(cfg, folder)
+
+
+def _run(cfg: DictConfig, folder: Path) -> dict[str, Any]:
+    frame, path, rejected = _manifest(cfg)
+    extractable = frame[~frame[mf.CASE_ID].astype(str).isin({case for case, _, _ in rejected})]
     params = load_params(cfg.extract.params_file or OmegaConf.to_container(cfg.radiomics, resolve=True))
     print(f"[radfuse] extract: radiomics of {len(frame)} ROIs ({len(params['imageType'])} image types) "
           f"-> {folder}", flush=True)
     icc_cases = icc_case_ids(cfg, frame)
     result = extract_radiomics(
-        rois_from_manifest(frame, second_reader_cases=icc_cases), params, Path(cfg.paths.cache) / "radiomics", folder,
+        rois_from_manifest(extractable, second_reader_cases=icc_cases), params, Path(cfg.paths.cache) / "radiomics", folder,
         workers=int(cfg.extract.workers), executor=cfg.extract.executor, scheduler=cfg.extract.scheduler,
         options=ExtractOptions(crop=bool(cfg.extract.crop), fast_glcm=bool(cfg.extract.fast_glcm),
                                retry_failed=bool(cfg.extract.retry_failed),
                                resample_masks=bool(cfg.data.get("resample_masks", False))),
         progress=bool(cfg.extract.progress), params_name=params_name(cfg),
-        refuse_few_grey_levels=bool(cfg.extract.grey_levels.refuse))
+        refuse_few_grey_levels=bool(cfg.extract.grey_levels.refuse), rejected=rejected)
     if result.grey_levels is not None:
         for line in result.grey_levels.lines():
             print(f"[radfuse] extract: grey levels after discretisation, {line}", flush=True)
@@ -99,7 +106,7 @@ def icc_case_ids(cfg: DictConfig, frame: pd.DataFrame) -> set[str]:
     return set(chosen[mf.CASE_ID].astype(str))
 
 
-def _manifest(cfg: DictConfig) -> tuple[pd.DataFrame, Path]:
+def _manifest(cfg: DictConfig) -> tuple[pd.DataFrame, Path, list[tuple[str, str, str]]]:
     """The manifest as training sees it (component expansion included), validated leniently.
 
     Identity problems (ids, cohorts) stop the run; a row problem (unreadable file, empty ROI) is only warned
@@ -109,11 +116,14 @@ def _manifest(cfg: DictConfig) -> tuple[pd.DataFrame, Path]:
 
     frame, path = read_cohort_frame(cfg)
     problems = validate_manifest(frame, n_folds=1, resample_masks=bool(cfg.data.get("resample_masks", False)),
-                                 manifest_file=str(path))
-    fatal = [p for p in problems if p.column in (mf.CASE_ID, mf.PATIENT_ID, mf.COHORT)]
+                                 manifest_file=str(path), modality=str(cfg.data.get("modality", "ct")))
+    fatal = [p for p in problems if p.column in (mf.CASE_ID, mf.PATIENT_ID, mf.COHORT) and p.is_error]
     for problem in problems:
         if problem not in fatal:
             log.warning("manifest: %s", problem)
     if fatal:
         raise ManifestInvalid(fatal, str(path))
-    return frame, path
+    # a row the validator refuses (NaN in the ROI, no HU rescale, a few-voxel ROI, a corrupt file) gives no
+    # features: it is recorded in failures.csv with the validator's message, never extracted
+    rejected = {str(p.case_id): str(p) for p in problems if p.is_error and p.case_id in set(frame[mf.CASE_ID])}
+    return frame, path, [(case, "mask", reason) for case, reason in sorted(rejected.items())]

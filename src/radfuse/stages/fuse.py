@@ -20,12 +20,19 @@ from radfuse.fuse.combat import ComBat
 from radfuse.fuse.design import META_PREFIX, Design, block_table, design_frame
 from radfuse.fuse.experiment import SELECTION_RULE, FusionResult, FusionSetup, report_inputs, run_fusion
 from radfuse.fuse.search import ClassifierSpec
+from radfuse.run_lock import run_lock
 from radfuse.stages.common import Cohort, load_cohort, save_run_config
 
 CV_RESULTS_FILE = "cv_results.csv"
 
 
 def run(cfg: DictConfig) -> FusionResult:
+    """Fit, evaluate and write `<out>/fuse/<run>/`; one run owns that folder at a time (radfuse.run_lock)."""
+    with run_lock(fuse_dir(cfg.paths.out, cfg.run)):
+        return _run(cfg)
+
+
+def _run(cfg: DictConfig) -> FusionResult:
     start = time.perf_counter()
     cohort = load_cohort(cfg)
     blocks = {name: instantiate(steps) for name, steps in cfg.blocks.items() if _used(cfg, name)}

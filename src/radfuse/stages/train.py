@@ -25,6 +25,7 @@ from radfuse.models.checkpoints import LAST_CHECKPOINT, checkpoint_epoch
 from radfuse.models.module import MONITOR, RadfuseClassifier
 from radfuse.models.weight_formats import WeightsError
 from radfuse.models.weights import load_weights
+from radfuse.run_lock import RunFolderLocked
 from radfuse.stages.common import (Cohort, crop_config, exit_on_input_error, load_cohort, log_lightning_once,
                                    save_run_config)
 
@@ -161,6 +162,18 @@ def collect_metrics(trainer: L.Trainer, run: str, datamodule: RadfuseDataModule,
     }
 
 
+def _owning(run_dir: Path):
+    """The run folder's lock (radfuse.run_lock), taken by the launching process only: DDP workers that Lightning
+    starts (LOCAL_RANK / NODE_RANK > 0) write nothing of their own."""
+    import contextlib
+    import os
+
+    from radfuse.run_lock import run_lock
+
+    worker = int(os.environ.get("LOCAL_RANK", "0") or 0) > 0 or int(os.environ.get("NODE_RANK", "0") or 0) > 0
+    return contextlib.nullcontext() if worker else run_lock(run_dir)
+
+
 def _last_epoch(run_dir: Path | None) -> int | None:
     last = run_dir / LAST_CHECKPOINT if run_dir is not None else None
     return checkpoint_epoch(last) if last is not None and last.is_file() else None
@@ -183,7 +196,8 @@ def run(cfg: DictConfig) -> float | None:
         save_run_config(cfg, run_dir, {"manifest": cohort.manifest_path})
     started = time.perf_counter()
     try:
-        trainer.fit(model, datamodule=datamodule, ckpt_path=resolve_ckpt_path(cfg, run_dir))
+        with _owning(run_dir):
+            trainer.fit(model, datamodule=datamodule, ckpt_path=resolve_ckpt_path(cfg, run_dir))
     finally:
         if "wandb" in sys.modules:  # one W&B run per sweep job, even when a job fails
             sys.modules["wandb"].finish()
@@ -200,7 +214,7 @@ def run_or_exit(cfg: DictConfig) -> float | None:
     """`run` for the command line: input errors end in a clear message and exit status 2."""
     try:
         return run(cfg)
-    except (TrainConfigError, WeightsError) as err:
+    except (TrainConfigError, WeightsError, RunFolderLocked) as err:
         print(f"[radfuse] error: {err}", file=sys.stderr, flush=True)
         sys.exit(2)
 
