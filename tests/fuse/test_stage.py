@@ -39,14 +39,15 @@ def _tables(manifest: Path, folder: Path) -> dict[str, Path]:
     return paths
 
 
-def _cfg(manifest, out, paths):
+def _cfg(manifest, out, paths, *extra):
     small = "n_splits=3", "n_lambdas=5"
+    final_lasso = [] if "final=scale" in extra else [f"final.lasso.{s}" for s in small]
     overrides = [f"data.manifest={manifest}", f"paths.out={out}", "data.classes=[0,1]", "~data.clinical.t_score",
                  "data.split.n_folds=3", f"tables.rad={paths['rad']}", f"tables.deep={paths['deep']}",
                  f"icc_table={paths['icc']}", "use_classifiers=[lr,knn]", "classifiers.lr.grid.C=[1.0]",
                  "classifiers.knn.grid.estimator__n_neighbors=[5]", "classifiers.knn.grid.estimator__weights=[uniform]",
                  "deep_features=embeddings", "blocks.deep.pca.n_components=3", "n_jobs=1",
-                 *[f"blocks.rad.lasso.{s}" for s in small], *[f"final.lasso.{s}" for s in small]]
+                 *[f"blocks.rad.lasso.{s}" for s in small], *final_lasso, *extra]
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         return compose("fuse", overrides=overrides)
 
@@ -94,6 +95,18 @@ def test_stage_writes_every_output_and_predict_scores_new_rois(tmp_path):
                             capture_output=True, text=True, encoding="utf-8", errors="replace", cwd=ROOT, env={**os.environ, "PYTHONPATH": "src"})
     assert result.returncode == 2
     assert "rad__original_f0" in result.stderr and "'age'" in result.stderr
+
+
+def test_final_scale_with_no_lasso_left_runs_through_the_stage(tmp_path):
+    """`python fuse.py final=scale`: the deep feature set has no LASSO step, so nothing consumes the groups."""
+    manifest = make_tiny_cohort(tmp_path / "cohort", n_patients=30)
+    paths = _tables(manifest, tmp_path)
+    cfg = _cfg(manifest, tmp_path / "out", paths, "final=scale", "report.enabled=false", "use_classifiers=[lr]",
+               "blocks.rad.lasso=null")
+    assert "lasso" not in [k for k, v in cfg.final.items() if v is not None]
+    result = fuse.run(cfg)
+    assert set(result.metrics["feature_sets"]) == {"rad", "deep", "fused", "fused+clinical"}
+    assert (tmp_path / "out" / "fuse" / "default" / "predictions.parquet").is_file()
 
 
 def test_default_deep_block_is_the_cross_fitted_scores_and_a_missing_table_says_how_to_make_it(tmp_path):

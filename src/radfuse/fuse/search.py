@@ -1,7 +1,9 @@
 """Model selection: grid search over the WHOLE fusion pipeline on patient-grouped stratified folds.
 
 All fits run under scikit-learn metadata routing so that the patient `groups` reach both the fold splitter and
-the LASSO steps' inner CV, always restricted to the current training fold.
+the LASSO steps' inner CV, always restricted to the current training fold. A pipeline with no step that asks for
+`groups` (no LASSO left, e.g. `final=scale` on a block without one) is fitted without them: routing refuses
+metadata that nothing consumes.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from sklearn import config_context
 from sklearn.base import BaseEstimator, clone
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import GridSearchCV, StratifiedGroupKFold, cross_val_predict, cross_validate
+from sklearn.utils.metadata_routing import get_routing_for_object
 
 Folds = list[tuple[np.ndarray, np.ndarray]]
 SCORING = "roc_auc_ovr"  # macro one-vs-rest AUC (= plain AUC for two classes)
@@ -55,14 +58,27 @@ def search_classifier(pipeline: BaseEstimator, spec: ClassifierSpec, X, y: np.nd
     search = GridSearchCV(pipeline, grid or [{}], cv=folds, scoring=SCORING, n_jobs=n_jobs, refit=True,
                           error_score="raise")
     with config_context(enable_metadata_routing=True):
-        search.fit(X, y, groups=groups)
+        params = group_params(pipeline, groups)
+        search.fit(X, y, **params)
         best = clone(pipeline).set_params(**search.best_params_)
-        oof = cross_val_predict(best, X, y, cv=folds, method="predict_proba", n_jobs=n_jobs,
-                                params={"groups": groups})
+        oof = cross_val_predict(best, X, y, cv=folds, method="predict_proba", n_jobs=n_jobs, params=params)
         nested = _nested_aucs(pipeline, grid, X, y, groups, folds, nested_splits, seed, n_jobs)
     i = search.best_index_
     fold_aucs = np.array([search.cv_results_[f"split{k}_test_score"][i] for k in range(len(folds))])
     return SearchOutcome(spec.name, search, fold_aucs, oof, nested)
+
+
+def group_params(estimator: BaseEstimator, groups: np.ndarray) -> dict[str, np.ndarray]:
+    """`{"groups": groups}` when metadata routing can deliver `groups` from `estimator.fit` to some step, else {}.
+
+    This is the check `fit` itself makes (`validate_metadata`); `MetadataRouter.consumes` would miss a transformer
+    that is a router (e.g. RFECV with a group splitter), which a Pipeline calls through `fit_transform`."""
+    with config_context(enable_metadata_routing=True):
+        try:
+            get_routing_for_object(estimator).validate_metadata(method="fit", params={"groups": groups})
+        except TypeError:  # "got unexpected argument(s) {'groups'}, which are not routed to any object"
+            return {}
+    return {"groups": groups}
 
 
 def _nested_aucs(pipeline, grid, X, y, groups, folds, inner_splits, seed, n_jobs) -> np.ndarray | None:
