@@ -12,6 +12,7 @@ import importlib.metadata
 import json
 import os
 import platform
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -47,7 +48,9 @@ def fuse_dir(out: str | Path, run: str) -> Path:
 
 
 def deep_table_name(layer: str) -> str:
-    return f"deep_{layer}.parquet"
+    """`deep_<layer>.parquet`; characters other than letters, digits, `_`, `.` and `-` (a slash, a space) become
+    `_`, so any module name (`layer3.1.conv2`) gives a plain file name inside the extract folder."""
+    return f"deep_{re.sub(r'[^A-Za-z0-9_.-]', '_', layer)}.parquet"
 
 
 CROSSFIT_TABLE = deep_table_name("crossfit")  # out-of-fold CNN scores (radfuse.extract.crossfit)

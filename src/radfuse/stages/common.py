@@ -88,12 +88,13 @@ def exit_on_input_error(func):
     from radfuse.data.manifest import ManifestError
     from radfuse.data.splits import SplitMismatch
     from radfuse.data.validate import ManifestInvalid
+    from radfuse.extract.deep import UnknownLayer
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         try:
             return func(*args, **kwargs)
-        except (ManifestError, ManifestInvalid, SplitMismatch, FileNotFoundError) as err:
+        except (ManifestError, ManifestInvalid, SplitMismatch, FileNotFoundError, UnknownLayer) as err:
             print(f"[radfuse] error: {err}", file=sys.stderr, flush=True)
             sys.exit(2)
 
