@@ -53,6 +53,12 @@ def deep_table_name(layer: str) -> str:
     return f"deep_{re.sub(r'[^A-Za-z0-9_.-]', '_', layer)}.parquet"
 
 
+def deep_tables_in(folder: str | Path) -> list[str]:
+    """File names of the deep tables (`deep_*.parquet`) an extract run wrote into `folder`, sorted."""
+    folder = Path(folder)
+    return sorted(p.name for p in folder.glob("deep_*.parquet")) if folder.is_dir() else []
+
+
 CROSSFIT_TABLE = deep_table_name("crossfit")  # out-of-fold CNN scores (radfuse.extract.crossfit)
 
 

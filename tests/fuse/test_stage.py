@@ -122,3 +122,27 @@ def test_default_deep_block_is_the_cross_fitted_scores_and_a_missing_table_says_
     message = str(err.value)
     assert "deep_crossfit.parquet" in message and "data.fold=0,1,2,3,4" in message
     assert "extract.deep.crossfit.train_runs" in message and "deep_features=embeddings" in message
+
+
+def test_embeddings_follow_the_extracted_layer_and_a_missing_table_lists_the_deep_tables_there(tmp_path):
+    manifest = make_tiny_cohort(tmp_path / "data")
+    out = tmp_path / "out"
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("fuse", overrides=[f"data.manifest={manifest}", f"paths.out={out}", "data.classes=[0,1]",
+                                         "~data.clinical.t_score", "data.split.n_folds=3", "extract_run=wang",
+                                         "deep_features=embeddings", "deep_layer=layer3.1.conv2"])
+    assert cfg.tables.deep == str(out / "extract" / "wang" / "deep_layer3.1.conv2.parquet")
+    folder = out / "extract" / "wang"
+    folder.mkdir(parents=True)
+    paths = _tables(manifest, folder)  # radiomics.parquet and deep_penultimate.parquet
+    pd.read_parquet(paths["deep"]).to_parquet(folder / "deep_stage3.parquet")
+    pd.read_parquet(paths["deep"]).to_parquet(folder / "deep_crossfit.parquet")
+    cfg.icc_table = str(paths["icc"])
+    with pytest.raises(FileNotFoundError) as err:
+        fuse.run(cfg)
+    message = str(err.value)
+    assert "deep_layer3.1.conv2.parquet" in message
+    for name in ("deep_penultimate.parquet", "deep_stage3.parquet", "deep_crossfit.parquet"):
+        assert name in message
+    assert "deep_layer=stage3" in message and "deep_layer=penultimate" in message
+    assert "deep_features=crossfit" in message
