@@ -176,5 +176,10 @@ PROB_PREFIX = "prob__"
 PREDICTION_COLUMNS = ("case_id", "patient_id", "cohort", "site", "label", "pred", "feature_set", "model", "split")
 
 
+# fuse adds radscore__<class> (radfuse.fuse.radscore): the final LASSO's linear predictor, or the classifier's
+# log-odds without one; the second class only for two classes. oof rows: from the out-of-fold models.
+RADSCORE_PREFIX = "radscore__"
+
+
 def prob_columns(classes: list[str] | tuple[str, ...]) -> list[str]:
     return [f"{PROB_PREFIX}{c}" for c in classes]

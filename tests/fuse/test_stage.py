@@ -13,6 +13,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from radfuse.artifacts import PREDICTION_COLUMNS, prob_columns
+from radfuse.fuse.radscore import radscore_columns
 from radfuse.predict import score
 from radfuse.stages import fuse
 from tests.data.cohort_factory import make_tiny_cohort
@@ -59,7 +60,7 @@ def test_stage_writes_every_output_and_predict_scores_new_rois(tmp_path):
     fuse.run(cfg)
     run_dir = tmp_path / "out" / "fuse" / "default"
     predictions = pd.read_parquet(run_dir / "predictions.parquet")
-    assert list(predictions.columns) == [*PREDICTION_COLUMNS, *prob_columns(["0", "1"])]
+    assert list(predictions.columns) == [*PREDICTION_COLUMNS, *prob_columns(["0", "1"]), *radscore_columns(["0", "1"])]
     assert set(predictions.feature_set) == {"rad", "deep", "fused", "fused+clinical"}
     assert set(predictions.model) == {"lr", "knn"} and set(predictions.cohort) >= {"train", "external"}
     metrics = json.loads((run_dir / "metrics.json").read_text())

@@ -15,8 +15,12 @@ import numpy as np
 from sklearn import config_context
 from sklearn.base import BaseEstimator, clone
 from sklearn.metrics import roc_auc_score
-from sklearn.model_selection import GridSearchCV, StratifiedGroupKFold, cross_val_predict, cross_validate
+from sklearn.model_selection import GridSearchCV, StratifiedGroupKFold, cross_validate
+from sklearn.utils import _safe_indexing
 from sklearn.utils.metadata_routing import get_routing_for_object
+from sklearn.utils.parallel import Parallel, delayed
+
+from radfuse.fuse.radscore import rad_score
 
 Folds = list[tuple[np.ndarray, np.ndarray]]
 SCORING = "roc_auc_ovr"  # macro one-vs-rest AUC (= plain AUC for two classes)
@@ -38,6 +42,7 @@ class SearchOutcome:
     fold_aucs: np.ndarray         # best candidate's AUC on each CV fold
     oof_proba: np.ndarray         # out-of-fold class probabilities of the best candidate
     nested_fold_aucs: np.ndarray | None = None
+    oof_radscore: np.ndarray | None = None  # out-of-fold rad-score of the best candidate (radfuse.fuse.radscore)
 
     @property
     def cv_auc(self) -> float:
@@ -61,11 +66,35 @@ def search_classifier(pipeline: BaseEstimator, spec: ClassifierSpec, X, y: np.nd
         params = group_params(pipeline, groups)
         search.fit(X, y, **params)
         best = clone(pipeline).set_params(**search.best_params_)
-        oof = cross_val_predict(best, X, y, cv=folds, method="predict_proba", n_jobs=n_jobs, params=params)
+        oof, oof_radscore = out_of_fold(best, X, y, folds, params, n_jobs)
         nested = _nested_aucs(pipeline, grid, X, y, groups, folds, nested_splits, seed, n_jobs)
     i = search.best_index_
     fold_aucs = np.array([search.cv_results_[f"split{k}_test_score"][i] for k in range(len(folds))])
-    return SearchOutcome(spec.name, search, fold_aucs, oof, nested)
+    return SearchOutcome(spec.name, search, fold_aucs, oof, oof_radscore=oof_radscore, nested_fold_aucs=nested)
+
+
+def out_of_fold(estimator: BaseEstimator, X, y: np.ndarray, folds: Folds, params: dict[str, np.ndarray],
+                n_jobs: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Class probabilities and rad-scores of every row from the model fitted on the other folds (one fit per
+    fold, as cross_val_predict; `params` such as groups restricted to the training fold)."""
+    n_classes = len(np.unique(y))
+    parts = Parallel(n_jobs=n_jobs)(delayed(_fold_scores)(estimator, X, y, train, test, params, n_classes)
+                                    for train, test in folds)
+    proba, radscore = np.zeros((len(y), n_classes)), None
+    for (_, test), (fold_proba, fold_score) in zip(folds, parts):
+        proba[test] = fold_proba
+        radscore = np.zeros((len(y), fold_score.shape[1])) if radscore is None else radscore
+        radscore[test] = fold_score
+    return proba, radscore
+
+
+def _fold_scores(estimator, X, y, train, test, params, n_classes) -> tuple[np.ndarray, np.ndarray]:
+    with config_context(enable_metadata_routing=True):
+        fitted = clone(estimator).fit(_safe_indexing(X, train), y[train], **{k: v[train] for k, v in params.items()})
+    X_test = _safe_indexing(X, test)
+    proba = np.zeros((len(test), n_classes))
+    proba[:, fitted.classes_] = fitted.predict_proba(X_test)  # a class absent from the training fold stays 0
+    return proba, rad_score(fitted, X_test, n_classes, proba)
 
 
 def group_params(estimator: BaseEstimator, groups: np.ndarray) -> dict[str, np.ndarray]:
