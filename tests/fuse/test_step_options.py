@@ -25,12 +25,18 @@ from tests.fuse.helpers import lr_spec, small_design
 ROOT = Path(__file__).resolve().parents[2]
 RAD_STEPS = list(OmegaConf.load(ROOT / "conf" / "block" / "rad.yaml"))
 FINAL_OPTIONS = sorted(p.stem for p in (ROOT / "conf" / "final").glob("*.yaml"))
+DEEP_OPTIONS = [(option, step) for option, block in (("embeddings", "deep"), ("crossfit", "deep_scores"))
+                for step in [None, *OmegaConf.load(ROOT / "conf" / "block" / f"{block}.yaml")]]
 SMALL_LASSO = ("n_splits=3", "n_lambdas=5")
 
 
-def _blocks_and_final(final: str, null_step: str | None, icc_table: Path):
-    overrides = [f"final={final}", "deep_features=embeddings", "blocks.deep.pca.n_components=3",
-                 f"icc_table={icc_table}"]
+def _blocks_and_final(final: str, null_step: str | None, icc_table: Path, deep_features: str = "embeddings",
+                      null_deep_step: str | None = None):
+    overrides = [f"final={final}", f"deep_features={deep_features}", f"icc_table={icc_table}"]
+    if deep_features == "embeddings" and null_deep_step != "pca":
+        overrides.append("blocks.deep.pca.n_components=3")
+    if null_deep_step is not None:
+        overrides.append(f"blocks.deep.{null_deep_step}=null")
     if null_step != "lasso":
         overrides += [f"blocks.rad.lasso.{s}" for s in SMALL_LASSO]
     if null_step is not None:
@@ -40,6 +46,22 @@ def _blocks_and_final(final: str, null_step: str | None, icc_table: Path):
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("fuse", overrides=overrides)
     return {"rad": instantiate(cfg.blocks.rad), "deep": instantiate(cfg.blocks.deep)}, instantiate(cfg.final)
+
+
+@pytest.mark.parametrize(("deep_features", "null_deep_step"), DEEP_OPTIONS)
+def test_fuse_runs_with_each_deep_block_option_and_step_left_out_under_final_scale(tmp_path, deep_features,
+                                                                                   null_deep_step):
+    design = small_design(n_classes=2, n_rois=90, n_rad=8, n_deep=6, n_informative=2)
+    blocks, final_steps = _blocks_and_final("scale", "lasso", tmp_path / "unused.parquet", deep_features,
+                                            null_deep_step)
+    if null_deep_step is not None and all(v is None for v in blocks["deep"].values()):
+        with pytest.raises(ValueError, match="block 'deep'.*feature_sets"):
+            run_fusion(design, FusionSetup(classes=["0", "1"], blocks={"deep": blocks["deep"]}, final=final_steps,
+                                           feature_sets={"deep": ["deep"]}, classifiers=[lr_spec({"C": [1.0]})]))
+        return
+    setup = FusionSetup(classes=["0", "1"], blocks={"deep": blocks["deep"]}, final=final_steps, n_splits=3,
+                        feature_sets={"deep": ["deep"]}, classifiers=[lr_spec({"C": [1.0]})], n_jobs=1)
+    assert 0.0 <= run_fusion(design, setup).metrics["feature_sets"]["deep"]["cv_macro_auc"] <= 1.0
 
 
 def test_the_options_cover_the_config_groups():

@@ -47,6 +47,9 @@ def fusion_pipeline(blocks: Mapping[str, Steps], final: Steps, classifier: BaseE
     """blocks (name -> steps, in feature-set order) fused by concatenation, then `final` steps and `classifier`."""
     transformers = []
     for name, steps in blocks.items():
+        if all(step is None for step in steps.values()):
+            raise ValueError(f"block {name!r} has every step set to null: keep one step (e.g. its scale), or leave the "
+                             f"block out of every feature set (feature_sets)")
         pipe = steps_pipeline(steps, memory)
         transformers.append((name, pipe, block_columns(name, pipe)))
     fused = ColumnTransformer(transformers, remainder="drop", verbose_feature_names_out=False)
