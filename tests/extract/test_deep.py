@@ -98,8 +98,8 @@ def test_duplicate_case_ids_are_refused(model_and_images):
 SUB_MODULES = [("resnet18", 2, "layer3.1", "layer3"), ("resnet18", 3, "layer3.1", "layer3"),
                ("shufflenet_v2_x0_5", 2, "stage3.7", "stage3"), ("shufflenet_v2_x0_5", 3, "stage3.7", "stage3")]
 # (backbone, a convolution deep inside a block): the embedding width is that convolution's out_channels
-SUB_CONVS = [("resnet18", "layer3.1.conv2"), ("resnet50", "layer3.3.conv3"), ("shufflenet_v2_x0_5", "stage3.1.branch2.5"),
-             ("shufflenet_v2_x0_5", "stage2.0.branch1.2")]
+SUB_CONVS = [("resnet18", "layer3.1.conv2"), ("resnet50", "layer3.3.conv3"),
+             ("shufflenet_v2_x0_5", "stage3.1.branch2.5"), ("shufflenet_v2_x0_5", "stage2.0.branch1.2")]
 
 
 def _backbone_and_images(name: str, spatial_dims: int):

@@ -110,3 +110,10 @@ def test_a_backbone_sweep_trains_each_backbone_from_its_own_file(tmp_path, cohor
         state = torch.load(tmp_path / "train" / run / "last.ckpt", weights_only=True)["state_dict"]
         # learning rate 0: the trained network still holds its own file's values
         torch.testing.assert_close(state[f"backbone.{KEY}"], torch.load(path, weights_only=True)[KEY])
+
+
+def test_the_backbones_weights_path_stays_out_of_remote_logger_configs(tmp_path, cohort):
+    manifest, cache = cohort
+    cfg = compose_train(manifest, tmp_path, cache, "backbone=imagenet")
+    assert "weights" not in train.loggable_config(cfg, share_paths=False)["backbone"]
+    assert train.loggable_config(cfg, share_paths=True)["backbone"]["weights"].endswith("imagenet_resnet50.pth")

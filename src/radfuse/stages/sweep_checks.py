@@ -3,9 +3,9 @@
 Each pretrained backbone (`conf/backbone/*.yaml`) names its own file (`backbone.weights`, which `model.weights`
 defaults to), so `-m backbone=imagenet,radimagenet` gives each job its own weights. A single `model.weights=` on
 the command line overrides that for every job (scratch included): with two or more backbones in the sweep they
-would all start from that one file, so the sweep is refused before any job runs. Each job also records the weights file it
-resolved to in its sweep folder, and a job is refused when another pretrained backbone of the same sweep already
-used that file (e.g. two backbones' files linked to one download).
+would all start from that one file, so the sweep is refused before any job runs. Each job also records the weights
+file it resolved to in its sweep folder, and a job is refused when another pretrained backbone of the same sweep
+already used that file (e.g. two backbones' files linked to one download).
 """
 
 from __future__ import annotations

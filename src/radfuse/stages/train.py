@@ -30,7 +30,7 @@ from radfuse.stages.common import (Cohort, crop_config, exit_on_input_error, loa
 log = logging.getLogger(__name__)
 
 LOADING_KEYS = ("weights", "weights_format", "strict", "inflate")
-PATH_KEYS = ("paths", "data.manifest", "data.demo", "model.weights", "ckpt_path")
+PATH_KEYS = ("paths", "data.manifest", "data.demo", "model.weights", "backbone.weights", "ckpt_path")
 
 
 class TrainConfigError(ValueError):
