@@ -12,6 +12,7 @@ import importlib.metadata
 import json
 import os
 import platform
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -47,7 +48,15 @@ def fuse_dir(out: str | Path, run: str) -> Path:
 
 
 def deep_table_name(layer: str) -> str:
-    return f"deep_{layer}.parquet"
+    """`deep_<layer>.parquet`; characters other than letters, digits, `_`, `.` and `-` (a slash, a space) become
+    `_`, so any module name (`layer3.1.conv2`) gives a plain file name inside the extract folder."""
+    return f"deep_{re.sub(r'[^A-Za-z0-9_.-]', '_', layer)}.parquet"
+
+
+def deep_tables_in(folder: str | Path) -> list[str]:
+    """File names of the deep tables (`deep_*.parquet`) an extract run wrote into `folder`, sorted."""
+    folder = Path(folder)
+    return sorted(p.name for p in folder.glob("deep_*.parquet")) if folder.is_dir() else []
 
 
 CROSSFIT_TABLE = deep_table_name("crossfit")  # out-of-fold CNN scores (radfuse.extract.crossfit)
@@ -167,6 +176,11 @@ def write_provenance(folder: str | Path, inputs: dict[str, str | Path] | None = 
 #   training data applied to a cohort (train rows under "refit" are apparent performance).
 PROB_PREFIX = "prob__"
 PREDICTION_COLUMNS = ("case_id", "patient_id", "cohort", "site", "label", "pred", "feature_set", "model", "split")
+
+
+# fuse adds radscore__<class> (radfuse.fuse.radscore): the final LASSO's linear predictor, or the classifier's
+# log-odds without one; the second class only for two classes. oof rows: from the out-of-fold models.
+RADSCORE_PREFIX = "radscore__"
 
 
 def prob_columns(classes: list[str] | tuple[str, ...]) -> list[str]:

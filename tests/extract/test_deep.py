@@ -90,3 +90,75 @@ def test_duplicate_case_ids_are_refused(model_and_images):
     batches = [{"image": images[:2], "case_id": ["a", "a"]}]
     with pytest.raises(ValueError, match="more than once"):
         extract_embeddings(model, batches)
+
+
+# --- embeddings from any named module of a real backbone (random init, 32 px) --------------------------------------
+
+# (backbone, spatial dims, a sub-module name, the stage whose output that module's output is)
+SUB_MODULES = [("resnet18", 2, "layer3.1", "layer3"), ("resnet18", 3, "layer3.1", "layer3"),
+               ("shufflenet_v2_x0_5", 2, "stage3.7", "stage3"), ("shufflenet_v2_x0_5", 3, "stage3.7", "stage3")]
+# (backbone, a convolution deep inside a block): the embedding width is that convolution's out_channels
+SUB_CONVS = [("resnet18", "layer3.1.conv2"), ("resnet50", "layer3.3.conv3"),
+             ("shufflenet_v2_x0_5", "stage3.1.branch2.5"), ("shufflenet_v2_x0_5", "stage2.0.branch1.2")]
+
+
+def _backbone_and_images(name: str, spatial_dims: int):
+    from radfuse.models import create_backbone
+
+    torch.manual_seed(0)
+    model = create_backbone(name, spatial_dims, 1, 2).eval()
+    return model, torch.randn(3, 1, *(32,) * spatial_dims)
+
+
+@pytest.mark.parametrize(("name", "dims", "module", "stage"), SUB_MODULES)
+def test_a_sub_block_gives_the_pooled_output_of_that_module(name, dims, module, stage):
+    model, images = _backbone_and_images(name, dims)
+    table = extract_embeddings(model, _loader(images, 2), layer=module)
+    with torch.no_grad():  # the last unit of a stage computes the stage's output
+        expected = model.features(images, stage).numpy()
+    assert list(table.columns[1:3]) == [f"deep__{module}_0", f"deep__{module}_1"]
+    assert table.shape == (3, 1 + model.feature_layers[stage])
+    np.testing.assert_allclose(table.iloc[:, 1:].to_numpy(), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize(("name", "module"), SUB_CONVS)
+def test_a_convolution_inside_a_block_gives_its_channel_count(name, module):
+    model, images = _backbone_and_images(name, 2)
+    wrapped = InputNormalized(model)  # names are those of the backbone, not of the wrapper
+    table = extract_embeddings(wrapped, _loader(images, 3), layer=module)
+    assert table.shape == (3, 1 + model.get_submodule(module).out_channels)
+    assert np.isfinite(table.iloc[:, 1:].to_numpy()).all() and table.iloc[:, 1:].std().gt(0).any()
+
+
+@pytest.mark.parametrize("name", ["resnet18", "shufflenet_v2_x0_5"])
+def test_an_unknown_layer_lists_the_stages_then_the_module_names(name):
+    from radfuse.extract.deep import UnknownLayer
+
+    model, images = _backbone_and_images(name, 2)
+    bad = "stage9" if name.startswith("resnet") else "layer3"
+    with pytest.raises(UnknownLayer) as err:
+        extract_embeddings(InputNormalized(model), _loader(images, 3), layer=bad)
+    message = str(err.value)
+    assert bad in message and "penultimate" in message and "named_modules()" in message
+    stages = list(model.feature_layers)
+    positions = [message.index(s) for s in stages]
+    assert positions == sorted(positions) and positions[-1] < message.index("named_modules()")
+    example = message.split("e.g.")[1]
+    assert any(f"{stages[0]}.0" in example or f"{s}." in example for s in stages)
+
+
+def test_a_module_the_embedding_pass_never_runs_is_refused():
+    from radfuse.extract.deep import UnknownLayer
+
+    model, images = _backbone_and_images("resnet18", 2)
+    with pytest.raises(UnknownLayer, match="fc"):
+        extract_embeddings(model, _loader(images, 3), layer="fc")
+
+
+@pytest.mark.parametrize(("layer", "expected"), [("penultimate", "deep_penultimate.parquet"),
+                                                 ("layer3.1.conv2", "deep_layer3.1.conv2.parquet"),
+                                                 ("a/b\\c d", "deep_a_b_c_d.parquet"), ("..", "deep_...parquet")])
+def test_the_table_name_is_a_plain_file_name_for_any_module_name(layer, expected):
+    from radfuse.artifacts import deep_table_name
+
+    assert deep_table_name(layer) == expected and "/" not in deep_table_name(layer)

@@ -10,6 +10,7 @@ from sklearn.model_selection import cross_val_score
 from sklearn.preprocessing import StandardScaler
 
 from radfuse.artifacts import PREDICTION_COLUMNS, prob_columns
+from radfuse.fuse.radscore import radscore_columns
 from radfuse.fuse.design import Design
 from radfuse.fuse.experiment import FusionSetup, folds_from_assignment, run_fusion
 from radfuse.fuse.filters import CorrelationFilter
@@ -55,7 +56,7 @@ def test_planted_signal_is_selected_and_predicted_three_classes():
     lasso = rad_block.named_steps["lasso"]
     strength = pd.Series(np.abs(lasso.coef_).max(axis=0), index=lasso.feature_names_in_)
     assert set(strength.nlargest(2).index) == {"rad__f0", "rad__f1"}  # the planted features lead
-    assert list(result.predictions.columns) == [*PREDICTION_COLUMNS, *prob_columns(["0", "1", "2"])]
+    assert list(result.predictions.columns) == [*PREDICTION_COLUMNS, *prob_columns(["0", "1", "2"]), *radscore_columns(["0", "1", "2"])]
 
 
 def test_binary_path_and_prediction_table():

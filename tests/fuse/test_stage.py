@@ -13,6 +13,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from radfuse.artifacts import PREDICTION_COLUMNS, prob_columns
+from radfuse.fuse.radscore import radscore_columns
 from radfuse.predict import score
 from radfuse.stages import fuse
 from tests.data.cohort_factory import make_tiny_cohort
@@ -39,14 +40,15 @@ def _tables(manifest: Path, folder: Path) -> dict[str, Path]:
     return paths
 
 
-def _cfg(manifest, out, paths):
+def _cfg(manifest, out, paths, *extra):
     small = "n_splits=3", "n_lambdas=5"
+    final_lasso = [] if "final=scale" in extra else [f"final.lasso.{s}" for s in small]
     overrides = [f"data.manifest={manifest}", f"paths.out={out}", "data.classes=[0,1]", "~data.clinical.t_score",
                  "data.split.n_folds=3", f"tables.rad={paths['rad']}", f"tables.deep={paths['deep']}",
                  f"icc_table={paths['icc']}", "use_classifiers=[lr,knn]", "classifiers.lr.grid.C=[1.0]",
                  "classifiers.knn.grid.estimator__n_neighbors=[5]", "classifiers.knn.grid.estimator__weights=[uniform]",
                  "deep_features=embeddings", "blocks.deep.pca.n_components=3", "n_jobs=1",
-                 *[f"blocks.rad.lasso.{s}" for s in small], *[f"final.lasso.{s}" for s in small]]
+                 *[f"blocks.rad.lasso.{s}" for s in small], *final_lasso, *extra]
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         return compose("fuse", overrides=overrides)
 
@@ -58,7 +60,7 @@ def test_stage_writes_every_output_and_predict_scores_new_rois(tmp_path):
     fuse.run(cfg)
     run_dir = tmp_path / "out" / "fuse" / "default"
     predictions = pd.read_parquet(run_dir / "predictions.parquet")
-    assert list(predictions.columns) == [*PREDICTION_COLUMNS, *prob_columns(["0", "1"])]
+    assert list(predictions.columns) == [*PREDICTION_COLUMNS, *prob_columns(["0", "1"]), *radscore_columns(["0", "1"])]
     assert set(predictions.feature_set) == {"rad", "deep", "fused", "fused+clinical"}
     assert set(predictions.model) == {"lr", "knn"} and set(predictions.cohort) >= {"train", "external"}
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -96,6 +98,18 @@ def test_stage_writes_every_output_and_predict_scores_new_rois(tmp_path):
     assert "rad__original_f0" in result.stderr and "'age'" in result.stderr
 
 
+def test_final_scale_with_no_lasso_left_runs_through_the_stage(tmp_path):
+    """`python fuse.py final=scale`: the deep feature set has no LASSO step, so nothing consumes the groups."""
+    manifest = make_tiny_cohort(tmp_path / "cohort", n_patients=30)
+    paths = _tables(manifest, tmp_path)
+    cfg = _cfg(manifest, tmp_path / "out", paths, "final=scale", "report.enabled=false", "use_classifiers=[lr]",
+               "blocks.rad.lasso=null")
+    assert "lasso" not in [k for k, v in cfg.final.items() if v is not None]
+    result = fuse.run(cfg)
+    assert set(result.metrics["feature_sets"]) == {"rad", "deep", "fused", "fused+clinical"}
+    assert (tmp_path / "out" / "fuse" / "default" / "predictions.parquet").is_file()
+
+
 def test_default_deep_block_is_the_cross_fitted_scores_and_a_missing_table_says_how_to_make_it(tmp_path):
     manifest = make_tiny_cohort(tmp_path / "data")
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
@@ -109,3 +123,27 @@ def test_default_deep_block_is_the_cross_fitted_scores_and_a_missing_table_says_
     message = str(err.value)
     assert "deep_crossfit.parquet" in message and "data.fold=0,1,2,3,4" in message
     assert "extract.deep.crossfit.train_runs" in message and "deep_features=embeddings" in message
+
+
+def test_embeddings_follow_the_extracted_layer_and_a_missing_table_lists_the_deep_tables_there(tmp_path):
+    manifest = make_tiny_cohort(tmp_path / "data")
+    out = tmp_path / "out"
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("fuse", overrides=[f"data.manifest={manifest}", f"paths.out={out}", "data.classes=[0,1]",
+                                         "~data.clinical.t_score", "data.split.n_folds=3", "extract_run=wang",
+                                         "deep_features=embeddings", "deep_layer=layer3.1.conv2"])
+    assert cfg.tables.deep == str(out / "extract" / "wang" / "deep_layer3.1.conv2.parquet")
+    folder = out / "extract" / "wang"
+    folder.mkdir(parents=True)
+    paths = _tables(manifest, folder)  # radiomics.parquet and deep_penultimate.parquet
+    pd.read_parquet(paths["deep"]).to_parquet(folder / "deep_stage3.parquet")
+    pd.read_parquet(paths["deep"]).to_parquet(folder / "deep_crossfit.parquet")
+    cfg.icc_table = str(paths["icc"])
+    with pytest.raises(FileNotFoundError) as err:
+        fuse.run(cfg)
+    message = str(err.value)
+    assert "deep_layer3.1.conv2.parquet" in message
+    for name in ("deep_penultimate.parquet", "deep_stage3.parquet", "deep_crossfit.parquet"):
+        assert name in message
+    assert "deep_layer=stage3" in message and "deep_layer=penultimate" in message
+    assert "deep_features=crossfit" in message

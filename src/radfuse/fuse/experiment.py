@@ -16,6 +16,7 @@ from radfuse.artifacts import PREDICTION_COLUMNS, package_versions, prob_columns
 from radfuse.fuse.combat import ComBat
 from radfuse.fuse.design import Design
 from radfuse.fuse.pipeline import Steps, fusion_pipeline
+from radfuse.fuse.radscore import rad_score, radscore_columns
 from radfuse.fuse.search import ClassifierSpec, SearchOutcome, macro_auc, mean_ci, patient_folds, search_classifier
 
 log = logging.getLogger(__name__)
@@ -163,9 +164,9 @@ def _collect(design: Design, train: Design, folds, outcomes, setup: FusionSetup)
                             for fs in outcomes},
         "versions": package_versions(),
     }
+    predictions = with_radscores(pd.concat(predictions, ignore_index=True), design, outcomes, setup.classes)
     fold_of_case = {str(train.X.index[i]): k for k, (_, test) in enumerate(folds) for i in test}
-    return FusionResult(pd.concat(predictions, ignore_index=True), pd.concat(cv_rows, ignore_index=True),
-                        metrics, model, outcomes, fold_of_case)
+    return FusionResult(predictions, pd.concat(cv_rows, ignore_index=True), metrics, model, outcomes, fold_of_case)
 
 
 def rank_classifiers(per_clf: Mapping[str, SearchOutcome]) -> list[dict[str, Any]]:
@@ -174,6 +175,22 @@ def rank_classifiers(per_clf: Mapping[str, SearchOutcome]) -> list[dict[str, Any
     ranked = sorted(per_clf, key=lambda c: (-per_clf[c].cv_auc, order[c]))
     return [{"classifier": c, SELECTION_CRITERION: per_clf[c].cv_auc, "cv_ci95": list(mean_ci(per_clf[c].fold_aucs))}
             for c in ranked]
+
+
+def with_radscores(predictions: pd.DataFrame, design: Design, outcomes, classes: list[str]) -> pd.DataFrame:
+    """`predictions` plus the `radscore__<class>` columns (radfuse.fuse.radscore: the final LASSO's linear
+    predictor, or the classifier's log-odds without one): refit rows from the refit pipeline, oof rows from the
+    out-of-fold models of `search_classifier` (each training case scored by the model that did not see it)."""
+    columns = radscore_columns(classes)
+    scores = np.full((len(predictions), len(columns)), np.nan)
+    for fs, per_clf in outcomes.items():
+        for clf, outcome in per_clf.items():
+            rows = (predictions.feature_set == fs) & (predictions.model == clf)
+            refit = rows & (predictions.split == "refit")
+            case_ids = predictions.loc[refit, "case_id"].to_numpy()
+            scores[refit.to_numpy()] = rad_score(outcome.search.best_estimator_, design.X.loc[case_ids], len(classes))
+            scores[(rows & (predictions.split == "oof")).to_numpy()] = outcome.oof_radscore
+    return predictions.assign(**dict(zip(columns, scores.T)))
 
 
 def _used_columns(setup: FusionSetup, fs: str, columns: pd.Index) -> np.ndarray:

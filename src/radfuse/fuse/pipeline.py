@@ -7,6 +7,7 @@ receives the site/covariate columns ComBat consumes.
 
 from __future__ import annotations
 
+import inspect
 import re
 from typing import Any, Mapping
 
@@ -18,7 +19,6 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from radfuse.fuse.combat import ComBat
-from radfuse.fuse.lasso import LassoSelector
 
 Steps = Mapping[str, Any]  # step name -> estimator, or None to leave the step out
 
@@ -47,6 +47,9 @@ def fusion_pipeline(blocks: Mapping[str, Steps], final: Steps, classifier: BaseE
     """blocks (name -> steps, in feature-set order) fused by concatenation, then `final` steps and `classifier`."""
     transformers = []
     for name, steps in blocks.items():
+        if all(step is None for step in steps.values()):
+            raise ValueError(f"block {name!r} has every step set to null: keep one step (e.g. its scale), or leave the "
+                             f"block out of every feature set (feature_sets)")
         pipe = steps_pipeline(steps, memory)
         transformers.append((name, pipe, block_columns(name, pipe)))
     fused = ColumnTransformer(transformers, remainder="drop", verbose_feature_names_out=False)
@@ -57,12 +60,20 @@ def fusion_pipeline(blocks: Mapping[str, Steps], final: Steps, classifier: BaseE
 
 
 def request_groups(estimator: BaseEstimator) -> BaseEstimator:
-    """Ask every LassoSelector inside for the patient `groups` (metadata routing), so its inner CV is grouped."""
+    """Ask every step whose `fit` takes `groups` (LassoSelector, or one of your own) for the patient ids (metadata
+    routing), so its inner CV is grouped. Routers such as RFECV ask for them through their group splitter."""
     with config_context(enable_metadata_routing=True):
         for value in [estimator, *estimator.get_params(deep=True).values()]:
-            if isinstance(value, LassoSelector):
+            if takes_groups(value):
                 value.set_fit_request(groups=True)
     return estimator
+
+
+def takes_groups(value: Any) -> bool:
+    """An estimator instance whose own `fit` has a `groups` parameter and a metadata request for it."""
+    if not isinstance(value, BaseEstimator) or not hasattr(type(value), "set_fit_request"):
+        return False
+    return "groups" in inspect.signature(type(value).fit).parameters
 
 
 def clinical_preprocessor() -> ColumnTransformer:

@@ -1,7 +1,9 @@
 """Model selection: grid search over the WHOLE fusion pipeline on patient-grouped stratified folds.
 
 All fits run under scikit-learn metadata routing so that the patient `groups` reach both the fold splitter and
-the LASSO steps' inner CV, always restricted to the current training fold.
+the LASSO steps' inner CV, always restricted to the current training fold. A pipeline with no step that asks for
+`groups` (no LASSO left, e.g. `final=scale` on a block without one) is fitted without them: routing refuses
+metadata that nothing consumes.
 """
 
 from __future__ import annotations
@@ -13,7 +15,12 @@ import numpy as np
 from sklearn import config_context
 from sklearn.base import BaseEstimator, clone
 from sklearn.metrics import roc_auc_score
-from sklearn.model_selection import GridSearchCV, StratifiedGroupKFold, cross_val_predict, cross_validate
+from sklearn.model_selection import GridSearchCV, StratifiedGroupKFold, cross_validate
+from sklearn.utils import _safe_indexing
+from sklearn.utils.metadata_routing import get_routing_for_object
+from sklearn.utils.parallel import Parallel, delayed
+
+from radfuse.fuse.radscore import rad_score
 
 Folds = list[tuple[np.ndarray, np.ndarray]]
 SCORING = "roc_auc_ovr"  # macro one-vs-rest AUC (= plain AUC for two classes)
@@ -35,6 +42,7 @@ class SearchOutcome:
     fold_aucs: np.ndarray         # best candidate's AUC on each CV fold
     oof_proba: np.ndarray         # out-of-fold class probabilities of the best candidate
     nested_fold_aucs: np.ndarray | None = None
+    oof_radscore: np.ndarray | None = None  # out-of-fold rad-score of the best candidate (radfuse.fuse.radscore)
 
     @property
     def cv_auc(self) -> float:
@@ -55,14 +63,51 @@ def search_classifier(pipeline: BaseEstimator, spec: ClassifierSpec, X, y: np.nd
     search = GridSearchCV(pipeline, grid or [{}], cv=folds, scoring=SCORING, n_jobs=n_jobs, refit=True,
                           error_score="raise")
     with config_context(enable_metadata_routing=True):
-        search.fit(X, y, groups=groups)
+        params = group_params(pipeline, groups)
+        search.fit(X, y, **params)
         best = clone(pipeline).set_params(**search.best_params_)
-        oof = cross_val_predict(best, X, y, cv=folds, method="predict_proba", n_jobs=n_jobs,
-                                params={"groups": groups})
+        oof, oof_radscore = out_of_fold(best, X, y, folds, params, n_jobs)
         nested = _nested_aucs(pipeline, grid, X, y, groups, folds, nested_splits, seed, n_jobs)
     i = search.best_index_
     fold_aucs = np.array([search.cv_results_[f"split{k}_test_score"][i] for k in range(len(folds))])
-    return SearchOutcome(spec.name, search, fold_aucs, oof, nested)
+    return SearchOutcome(spec.name, search, fold_aucs, oof, oof_radscore=oof_radscore, nested_fold_aucs=nested)
+
+
+def out_of_fold(estimator: BaseEstimator, X, y: np.ndarray, folds: Folds, params: dict[str, np.ndarray],
+                n_jobs: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Class probabilities and rad-scores of every row from the model fitted on the other folds (one fit per
+    fold, as cross_val_predict; `params` such as groups restricted to the training fold)."""
+    n_classes = len(np.unique(y))
+    parts = Parallel(n_jobs=n_jobs)(delayed(_fold_scores)(estimator, X, y, train, test, params, n_classes)
+                                    for train, test in folds)
+    proba, radscore = np.zeros((len(y), n_classes)), None
+    for (_, test), (fold_proba, fold_score) in zip(folds, parts):
+        proba[test] = fold_proba
+        radscore = np.zeros((len(y), fold_score.shape[1])) if radscore is None else radscore
+        radscore[test] = fold_score
+    return proba, radscore
+
+
+def _fold_scores(estimator, X, y, train, test, params, n_classes) -> tuple[np.ndarray, np.ndarray]:
+    with config_context(enable_metadata_routing=True):
+        fitted = clone(estimator).fit(_safe_indexing(X, train), y[train], **{k: v[train] for k, v in params.items()})
+    X_test = _safe_indexing(X, test)
+    proba = np.zeros((len(test), n_classes))
+    proba[:, fitted.classes_] = fitted.predict_proba(X_test)  # a class absent from the training fold stays 0
+    return proba, rad_score(fitted, X_test, n_classes, proba)
+
+
+def group_params(estimator: BaseEstimator, groups: np.ndarray) -> dict[str, np.ndarray]:
+    """`{"groups": groups}` when metadata routing can deliver `groups` from `estimator.fit` to some step, else {}.
+
+    This is the check `fit` itself makes (`validate_metadata`); `MetadataRouter.consumes` would miss a transformer
+    that is a router (e.g. RFECV with a group splitter), which a Pipeline calls through `fit_transform`."""
+    with config_context(enable_metadata_routing=True):
+        try:
+            get_routing_for_object(estimator).validate_metadata(method="fit", params={"groups": groups})
+        except TypeError:  # "got unexpected argument(s) {'groups'}, which are not routed to any object"
+            return {}
+    return {"groups": groups}
 
 
 def _nested_aucs(pipeline, grid, X, y, groups, folds, inner_splits, seed, n_jobs) -> np.ndarray | None:

@@ -91,6 +91,7 @@ def exit_on_input_error(func):
     from radfuse.data.manifest import ManifestError
     from radfuse.data.splits import SplitMismatch
     from radfuse.data.validate import ManifestInvalid
+    from radfuse.extract.deep import UnknownLayer
     from radfuse.extract.params import RadiomicsConfigError
     from radfuse.run_lock import RunFolderLocked
 
@@ -99,7 +100,7 @@ def exit_on_input_error(func):
         try:
             return func(*args, **kwargs)
         except (ManifestError, ManifestInvalid, SplitMismatch, FileNotFoundError, RunFolderLocked,
-                RadiomicsConfigError) as err:
+                RadiomicsConfigError, UnknownLayer) as err:
             print(f"[radfuse] error: {err}", file=sys.stderr, flush=True)
             sys.exit(2)
 

@@ -12,8 +12,9 @@ import pandas as pd
 from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from radfuse.artifacts import (CROSSFIT_TABLE, DEEP_SOURCES_FILE, METRICS_FILE, MODEL_FILE, PREDICTIONS_TABLE, atomic_path, fuse_dir,
-                               write_csv, write_json, write_parquet)
+from radfuse import artifacts
+from radfuse.artifacts import (CROSSFIT_TABLE, DEEP_SOURCES_FILE, METRICS_FILE, MODEL_FILE, PREDICTIONS_TABLE,
+                               atomic_path, fuse_dir, write_csv, write_json, write_parquet)
 from radfuse.data.manifest import COHORT, LABEL
 from radfuse.data.validate import label_str
 from radfuse.fuse.combat import ComBat
@@ -207,7 +208,7 @@ def build_design(cfg: DictConfig, cohort: Cohort, blocks: dict[str, Any]) -> Des
             hint = (" The cross-fitted scores need one train run per CV fold (python train.py -m data.fold=0,1,2,3,4 "
                     "'run=cv${data.fold}') and extract.deep.crossfit.train_runs=cv; or use the single-CNN embeddings "
                     "of the papers, with their optimistic CV: deep_features=embeddings."
-                    if path.name == CROSSFIT_TABLE else "")
+                    if path.name == CROSSFIT_TABLE else "") + _deep_tables_hint(path)
             raise FileNotFoundError(f"feature table {path} (block {name!r}) does not exist: run extract first, "
                                     f"or point tables.{name} at the right file.{hint}")
         tables[name] = block_table(pd.read_parquet(path), name, path)
@@ -220,6 +221,20 @@ def build_design(cfg: DictConfig, cohort: Cohort, blocks: dict[str, Any]) -> Des
     categorical = [c for c, kind in cohort.clinical.items() if kind == "categorical"]
     frame = cohort.frame.assign(**{COHORT: cohort.splits.cohort_of(cohort.frame)})
     return design_frame(frame, tables, clinical=clinical, covariates=covariates, categorical=categorical)
+
+
+def _deep_tables_hint(path: Path) -> str:
+    """For a missing deep table: the deep tables that do exist in its extract folder, and the key choosing each."""
+    if not path.name.startswith("deep_"):
+        return ""
+    found = artifacts.deep_tables_in(path.parent)
+    if not found:
+        return f" No deep_*.parquet table is in {path.parent}."
+    keys = ["deep_features=crossfit" if name == CROSSFIT_TABLE else
+            f"deep_features=embeddings deep_layer={name.removeprefix('deep_').removesuffix('.parquet')}"
+            for name in found]
+    return (f" Deep tables in {path.parent}: " + ", ".join(f"{n} ({k})" for n, k in zip(found, keys))
+            + ". deep_layer must be the extract.deep.layer that wrote the table.")
 
 
 def classifier_specs(cfg: DictConfig) -> list[ClassifierSpec]:

@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 LOADING_KEYS = ("weights", "weights_format", "strict", "inflate")
 CHECKPOINT_CALLBACKS = ("model_checkpoint", "last_checkpoint")  # callbacks that write into the run folder
-PATH_KEYS = ("paths", "data.manifest", "data.demo", "model.weights", "ckpt_path")
+PATH_KEYS = ("paths", "data.manifest", "data.demo", "model.weights", "backbone.weights", "ckpt_path")
 
 
 class TrainConfigError(ValueError):
@@ -51,14 +51,19 @@ def build_datamodule(cfg: DictConfig, cohort: Cohort) -> RadfuseDataModule:
 
 
 def check_backbone_weights(cfg: DictConfig) -> None:
-    """A pretrained backbone named without a file must fail loudly, saying where to get one."""
-    if cfg.backbone.pretrained and not cfg.model.weights:
-        raise TrainConfigError(
-            f"backbone={cfg.backbone.name} needs a local weights file, and model.weights is not set. Such weights "
-            f"are published by {cfg.backbone.published_at}. Download the file, then run e.g. "
-            f"`python train.py backbone={cfg.backbone.name} model.weights=/path/to/file` "
-            f"(or backbone=scratch to train from random initialisation)."
-        )
+    """A pretrained backbone without its weights file must fail loudly, saying where to get one and put it."""
+    weights = cfg.model.weights
+    own = cfg.backbone.get("weights")
+    if not cfg.backbone.pretrained or (weights and (weights != own or Path(weights).is_file())):
+        return  # an explicit model.weights that does not exist is reported by load_weights
+    where = (f"its own file {own} (backbone.weights; the folder is $RADFUSE_WEIGHTS_DIR, default weights/) does "
+             "not exist" if own and weights == own else "model.weights is not set")
+    raise TrainConfigError(
+        f"backbone={cfg.backbone.name} needs a local weights file, and {where}. Such weights are published by "
+        f"{cfg.backbone.published_at}. Download the file, then put (or link) it there, or run e.g. "
+        f"`python train.py backbone={cfg.backbone.name} model.weights=/path/to/file` "
+        f"(or backbone=scratch to train from random initialisation)."
+    )
 
 
 def build_model(cfg: DictConfig, datamodule: RadfuseDataModule) -> RadfuseClassifier:
