@@ -79,7 +79,7 @@ def extract_radiomics(rois: list[RoiSpec], params: Mapping[str, Any], cache_root
                for reader in ("mask", "mask2")}
     failures = [(o.case_id, o.reader, o.reason) for o in summary.outcomes if o.status == "failed"] + list(rejected)
     if not entries["mask"]:
-        raise NoRoiExtracted(f"radiomics: every ROI failed ({len(failures)} of {len(summary.outcomes)}), no table "
+        raise NoRoiExtracted(f"radiomics: every ROI failed ({len(failures)} of {len(summary.outcomes) + len(rejected)}), no table "
                              f"written: {describe_failures(failures) or 'no ROI in the manifest'}")
     grey = summarise_grey_levels(pd.DataFrame([cache.get(key)["diagnostics"] for _, key in entries["mask"]]))
     for line in grey.lines():
@@ -99,7 +99,7 @@ def extract_radiomics(rois: list[RoiSpec], params: Mapping[str, Any], cache_root
     n_rows = len(entries["mask"]) - len(incomplete)
     if failures:
         log.warning("radiomics: %d of %d ROIs failed, reasons in %s; first: %s", len(failures),
-                    len(summary.outcomes), out_dir / artifacts.FAILURES_TABLE, describe_failures(failures, 1))
+                    len(summary.outcomes) + len(rejected), out_dir / artifacts.FAILURES_TABLE, describe_failures(failures, 1))
     log.info("radiomics: %d ROIs in the table, %d computed, %d from cache, %d failed", n_rows,
              summary.count("computed"), summary.count("cached"), len(failure_frame))
     return RadiomicsRunResult(summary, n_rows, failure_frame, grey)
