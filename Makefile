@@ -71,11 +71,12 @@ wang2025: env
 	  $(BIN)/python extract.py experiment=wang2025 run=margin$$m extract.workers=2 extract.deep.train_run=margin$$m \
 	    extract.deep.layer=$(WANG_LAYER) paths.out=$(WANG_OUT) || exit 1; \
 	done
+	sets="rad:[rad]"; blocks=""; for m in $(WANG_MARGINS); do sets="$$sets,margin_$$m:[deep_m$$m]"; \
+	  blocks="$$blocks +tables.deep_m$$m=$(WANG_OUT)/extract/margin$$m/deep_$(WANG_LAYER).parquet \
+	    +block@blocks.deep_m$$m=deep blocks.deep_m$$m.pca=null"; done; \
 	$(BIN)/python fuse.py experiment=wang2025 run=wang2025 extract_run=margin0 deep_features=embeddings \
-	  deep_layer=$(WANG_LAYER) report.train_run=margin0 paths.out=$(WANG_OUT) \
-	  $$(for m in $(WANG_MARGINS); do printf '%s ' "+tables.deep_m$$m=$(WANG_OUT)/extract/margin$$m/deep_$(WANG_LAYER).parquet" \
-	    "+block@blocks.deep_m$$m=deep" "blocks.deep_m$$m.pca=null" "+feature_sets.margin_$$m=[deep_m$$m]"; done) \
-	  '~feature_sets.deep' '~feature_sets.fused' '~feature_sets.fused+clinical'
+	  deep_layer=$(WANG_LAYER) report.train_run=margin0 paths.out=$(WANG_OUT) $$blocks \
+	  '~feature_sets' "+feature_sets={$$sets}"
 
 test: env
 	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --timeout 900

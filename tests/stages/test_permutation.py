@@ -47,8 +47,8 @@ def test_permuted_labels_give_chance_cross_validated_auc(tmp_path):
          "trainer.enable_progress_bar=false", *common)
     _run("extract.py", "radiomics=fast", "extract.deep.source=null", "extract.deep.crossfit.train_runs=perm",
          "extract.progress=false", *common)
-    _run("fuse.py", "use_classifiers=[lr]", "report.enabled=false", "~feature_sets.fused+clinical",
-         "blocks.rad.icc=null", *common)
+    _run("fuse.py", "use_classifiers=[lr]", "report.enabled=false", "~feature_sets",
+         "+feature_sets={rad:[rad],deep:[deep],fused:[rad,deep]}", "blocks.rad.icc=null", *common)
     metrics = json.loads((tmp_path / "out" / "fuse" / "default" / "metrics.json").read_text())
     for name, entry in metrics["feature_sets"].items():
         best = entry["selection"]["ranking"][0]

@@ -89,12 +89,12 @@ def save_overlay(image: np.ndarray, heat: np.ndarray, path: str | Path, title: s
 def overlays_for_run(run_dir: Path, cases: Sequence[str], layer: str | None, checkpoint: str,
                      out_dir: Path | None = None) -> list[Path]:
     """Overlay PNGs `<case>_<layer>.png` in `out_dir` (default `<run_dir>/cam`)."""
+    from radfuse.data.train_run import reopen_train_run
     from radfuse.models.module import load_classifier
-    from radfuse.stages.train import datamodule_for_run
 
     model = load_classifier(str(run_dir / checkpoint))
     layer = layer or model.backbone.stage_names[-1]
-    batches = datamodule_for_run(run_dir, cases).predict_dataloader()
+    batches = reopen_train_run(run_dir).datamodule(list(cases)).predict_dataloader()
     written = []
     for batch in batches:
         heat = grad_cam(model, batch["image"], layer)
