@@ -65,7 +65,8 @@ DEEP_SOURCES_FILE = "deep_sources.json"  # per deep table: the checkpoint(s) it 
 
 RADIOMICS_TABLE = "radiomics.parquet"
 RADIOMICS_DIAGNOSTICS_TABLE = "radiomics_diagnostics.parquet"
-ICC_TABLE = "icc.parquet"
+ICC_TABLE = "icc.parquet"              # inter-observer: mask vs mask2 (another reader)
+ICC_INTRA_TABLE = "icc_intra.parquet"  # intra-observer: mask vs mask_repeat (the same reader again)
 GREY_LEVELS_TABLE = "grey_levels.csv"  # per image type: grey levels the ROIs get after discretisation
 FAILURES_TABLE = "failures.csv"
 PREDICTIONS_TABLE = "predictions.parquet"

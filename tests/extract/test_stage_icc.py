@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import pandas as pd
 import SimpleITK as sitk
 from hydra import compose, initialize_config_dir
@@ -59,3 +60,20 @@ def test_icc_on_a_chosen_number_of_training_patients(tmp_path):
     stage.run(cfg)
     icc = pd.read_parquet(tmp_path / "out" / "extract" / "default" / "icc.parquet")
     assert (icc["n"] == 4).all()  # 2 patients x 2 ROIs
+
+
+def test_intra_observer_icc_from_the_same_readers_repeat(tmp_path):
+    """Wang 2025: inter- (mask2) and intra-observer (mask_repeat) ICC, each on training cases only."""
+    from radfuse.stages import extract as stage
+
+    manifest = _cohort(tmp_path / "data")
+    frame = pd.read_csv(manifest)
+    frame["mask_repeat"] = frame["mask"]  # the reader outlined the same voxels again: ICC 1 for stable features
+    frame.loc[frame.index % 2 == 1, "mask_repeat"] = ""  # and only half of the cases
+    frame.to_csv(manifest, index=False)
+    stage.run(_cfg(tmp_path / "out", manifest))
+    folder = tmp_path / "out" / "extract" / "default"
+    inter, intra = pd.read_parquet(folder / "icc.parquet"), pd.read_parquet(folder / "icc_intra.parquet")
+    assert (inter["n"] == 6).all()
+    assert (intra["n"] == 3).all()  # c00, c02, c04: training cases with a repeat outline (c06 is external)
+    assert intra.set_index("feature").loc["rad__original_shape_VoxelVolume", "icc2_1"] == pytest.approx(1.0)

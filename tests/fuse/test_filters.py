@@ -87,3 +87,12 @@ def test_constant_filter_drops_columns_constant_on_the_fitting_rows_only():
     np.testing.assert_array_equal(np.asarray(step.transform(held_out)).ravel(), held_out["rad__a"].to_numpy())
     with pytest.raises(ValueError, match="every one of the 2 features is constant"):
         ConstantFilter().fit(train[["rad__flat", "rad__tiny"]])
+
+
+def test_icc_filter_over_inter_and_intra_observer_tables_needs_both():
+    inter = pd.DataFrame({"feature": ["a", "b", "c"], "icc": [0.9, 0.95, 0.85]})
+    intra = pd.DataFrame({"feature": ["a", "b"], "icc": [0.7, 0.99]})  # c: no intra-observer ICC
+    X = pd.DataFrame(np.random.default_rng(0).normal(size=(6, 3)), columns=["rad__a", "rad__b", "rad__c"])
+    step = ICCFilter([inter, intra], threshold=0.8).fit(X)
+    assert list(step.get_feature_names_out()) == ["rad__b"]
+    np.testing.assert_allclose(step.icc_[:2], [0.7, 0.95])

@@ -35,7 +35,7 @@ MIN_ICC_PATIENTS = 3  # an ICC needs a few subjects even in a tiny cohort
 DEFAULT_VCF_PATIENTS = 109  # half of Wang's 218, so six margin models train quickly on 2 cores
 SITE = "A"  # one centre: the demo's site A protocol (0.8 mm pixels, 1 mm slices)
 VIEW_SHIFT = 0.9  # each view is N(-0.9, 1) or N(+0.9, 1) by class
-MASK_REPEAT = "mask_repeat"
+MASK_REPEAT = mf.MASK_REPEAT
 CLINICAL_COLUMNS = ("age", "sex", "t_score")  # t_score: the BMD T-score (DXA), as in the ASTLOF demo
 MANIFEST_COLUMNS = (mf.CASE_ID, mf.PATIENT_ID, mf.IMAGE, mf.MASK, mf.MASK_LABEL, mf.MASK2, MASK_REPEAT, mf.LABEL,
                     mf.SITE, mf.COHORT, *CLINICAL_COLUMNS)

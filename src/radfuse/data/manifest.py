@@ -13,13 +13,15 @@ IMAGE = "image"
 MASK = "mask"
 MASK_LABEL = "mask_label"
 MASK2 = "mask2"
+MASK_REPEAT = "mask_repeat"  # the same reader's repeat outline: intra-observer ICC
 LABEL = "label"
 SITE = "site"
 COHORT = "cohort"
 
 REQUIRED_COLUMNS = (CASE_ID, PATIENT_ID, IMAGE, MASK, LABEL)
-OPTIONAL_COLUMNS = (MASK_LABEL, MASK2, SITE, COHORT)
-PATH_COLUMNS = (IMAGE, MASK, MASK2)
+OPTIONAL_COLUMNS = (MASK_LABEL, MASK2, MASK_REPEAT, SITE, COHORT)
+PATH_COLUMNS = (IMAGE, MASK, MASK2, MASK_REPEAT)
+SECOND_MASK_COLUMNS = (MASK2, MASK_REPEAT)  # mask2: another reader (inter-observer); mask_repeat: intra-observer
 COHORTS = ("train", "internal", "external", "prospective")
 # Written in a clinical column, these mean "not known": the value is missing and the pipeline imputes it.
 # (pandas already reads '', 'NA', 'n/a', 'NaN', 'null', ... as missing.)

@@ -19,7 +19,7 @@ import pandas as pd
 import SimpleITK as sitk
 
 from radfuse.data import io
-from radfuse.data.manifest import CASE_ID, IMAGE, MASK, MASK2, MASK_LABEL, PATIENT_ID
+from radfuse.data.manifest import CASE_ID, IMAGE, MASK, MASK_LABEL, PATIENT_ID, SECOND_MASK_COLUMNS
 from radfuse.data.problems import Problem, case_text
 
 MODALITIES = ("ct", "other")
@@ -92,9 +92,9 @@ def row_problems(row: pd.Series, ctx: RowContext, images: LastImage) -> list[Pro
                                     f"export the image in HU (stored value x slope + intercept); {NOT_CT_FIX}"))
     label, label_problems = _mask_label(ctx, row.get(MASK_LABEL))
     problems += label_problems
-    for column in (MASK, MASK2):
+    for column in (MASK, *SECOND_MASK_COLUMNS):
         path = row.get(column)
-        if column == MASK2 and (path is None or (isinstance(path, float) and math.isnan(path))):
+        if column != MASK and (path is None or (isinstance(path, float) and math.isnan(path)) or path == ""):
             continue
         problems += _mask_problems(ctx, column, path, loaded, label, row[IMAGE])
     return problems

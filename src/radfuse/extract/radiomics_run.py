@@ -36,8 +36,9 @@ class RadiomicsRunResult:
 
 
 def rois_from_manifest(frame: pd.DataFrame, second_reader_cases: set[str] | None = None) -> list[RoiSpec]:
-    """One RoiSpec per manifest row (reader `mask`), plus one per row with a `mask2` (reader `mask2`) among
-    `second_reader_cases` (None: every row with a mask2; the stage passes the training cases, for the ICC).
+    """One RoiSpec per manifest row (reader `mask`), plus one per second mask (readers `mask2`: another reader,
+    `mask_repeat`: the same reader again) of the rows among `second_reader_cases` (None: every row; the stage passes
+    the training cases, for the ICC).
 
     Without `mask_label` the ROI is the mask's only label, found by the worker.
     """
@@ -46,10 +47,11 @@ def rois_from_manifest(frame: pd.DataFrame, second_reader_cases: set[str] | None
         label = row.get(mf.MASK_LABEL)
         label = None if label is None or pd.isna(label) else int(label)
         rois.append(RoiSpec(str(row[mf.CASE_ID]), str(row[mf.IMAGE]), str(row[mf.MASK]), label, "mask"))
-        mask2 = row.get(mf.MASK2)
         wanted = second_reader_cases is None or str(row[mf.CASE_ID]) in second_reader_cases
-        if isinstance(mask2, str) and mask2.strip() and wanted:
-            second.append(RoiSpec(str(row[mf.CASE_ID]), str(row[mf.IMAGE]), mask2, label, "mask2"))
+        for reader in mf.SECOND_MASK_COLUMNS:
+            path = row.get(reader)
+            if isinstance(path, str) and path.strip() and wanted:
+                second.append(RoiSpec(str(row[mf.CASE_ID]), str(row[mf.IMAGE]), path, label, reader))
     return rois + second
 
 
@@ -76,7 +78,7 @@ def extract_radiomics(rois: list[RoiSpec], params: Mapping[str, Any], cache_root
     ok = {(o.case_id, o.reader) for o in summary.outcomes if o.status != "failed"}
     out_dir = Path(out_dir)
     entries = {reader: [(t.case_id, t.key) for t in tasks if t.reader == reader and (t.case_id, reader) in ok]
-               for reader in ("mask", "mask2")}
+               for reader in ("mask", *mf.SECOND_MASK_COLUMNS)}
     failures = [(o.case_id, o.reader, o.reason) for o in summary.outcomes if o.status == "failed"] + list(rejected)
     if not entries["mask"]:
         raise NoRoiExtracted(f"radiomics: every ROI failed ({len(failures)} of {len(summary.outcomes) + len(rejected)}), no table "
@@ -93,7 +95,8 @@ def extract_radiomics(rois: list[RoiSpec], params: Mapping[str, Any], cache_root
     incomplete = write_feature_tables(entries["mask"], cache, out_dir / artifacts.RADIOMICS_TABLE,
                                       out_dir / artifacts.RADIOMICS_DIAGNOSTICS_TABLE)
     failures += [(case_id, "mask", reason) for case_id, reason in incomplete]
-    _write_icc(entries, incomplete, cache, out_dir / artifacts.ICC_TABLE)
+    for reader, table in ((mf.MASK2, artifacts.ICC_TABLE), (mf.MASK_REPEAT, artifacts.ICC_INTRA_TABLE)):
+        _write_icc(entries["mask"], entries[reader], incomplete, cache, out_dir / table)
     failure_frame = pd.DataFrame(sorted(failures), columns=list(FAILURE_COLUMNS))
     artifacts.write_csv(out_dir / artifacts.FAILURES_TABLE, failure_frame)
     n_rows = len(entries["mask"]) - len(incomplete)
@@ -105,12 +108,12 @@ def extract_radiomics(rois: list[RoiSpec], params: Mapping[str, Any], cache_root
     return RadiomicsRunResult(summary, n_rows, failure_frame, grey)
 
 
-def _write_icc(entries: dict[str, list[tuple[str, str]]], incomplete: list[tuple[str, str]], cache: RoiCache,
-               path: Path) -> None:
-    """ICC per feature over the ROIs both readers' masks gave complete features for (empty table if none)."""
+def _write_icc(first_entries: list[tuple[str, str]], second_entries: list[tuple[str, str]],
+               incomplete: list[tuple[str, str]], cache: RoiCache, path: Path) -> None:
+    """ICC per feature over the ROIs both masks gave complete features for (empty table if none)."""
     dropped = {case_id for case_id, _ in incomplete}
-    first = {c: k for c, k in entries["mask"] if c not in dropped}
-    second = dict(entries["mask2"])
+    first = {c: k for c, k in first_entries if c not in dropped}
+    second = dict(second_entries)
     both = [c for c in first if c in second]
     columns = reference_columns([(c, first[c]) for c in both], cache)
     columns = [c for c in columns if all(c in cache.get(second[x])["features"] for x in both)]

@@ -50,6 +50,8 @@ class ICCFilter(SelectorMixin, BaseEstimator):
     """Keep features whose inter-reader ICC is >= `threshold`.
 
     `icc_table`: a DataFrame (or the path of extract's icc.parquet) with a `feature` column and the ICC in
+    `icc_column`, or a list of them (e.g. inter- and intra-observer, Wang 2025): a feature must reach the threshold
+    in every table. Each table has a `feature` column and the ICC in
     `icc_column` (default `icc`; e.g. `icc3_1` for ICC(3,1) where the table carries several types). A feature
     matches a table row by its full name or by its name without the block prefix (`rad__glcm_X` ~ `glcm_X`).
     Features absent from the table are dropped unless `keep_missing` (the conservative choice: unproven
@@ -66,11 +68,16 @@ class ICCFilter(SelectorMixin, BaseEstimator):
     def fit(self, X, y=None) -> "ICCFilter":
         validate_data(self, X)
         names = getattr(self, "feature_names_in_", np.array([f"x{i}" for i in range(self.n_features_in_)]))
-        icc = _icc_lookup(self.icc_table, self.icc_column)
-        values = np.array([icc.get(n, icc.get(str(n).split("__", 1)[-1], np.nan)) for n in names], dtype=float)
+        single = self.icc_table is None or isinstance(self.icc_table, (str, Path, pd.DataFrame))
+        tables = [self.icc_table] if single else list(self.icc_table)
+        lookups = [_icc_lookup(t, self.icc_column) for t in tables]
+        icc = lookups[0] if lookups else {}
+        per_table = np.array([[lookup.get(n, lookup.get(str(n).split("__", 1)[-1], np.nan)) for n in names]
+                              for lookup in lookups], dtype=float).reshape(len(lookups), len(names))
+        values = per_table.min(axis=0) if len(lookups) else np.full(len(names), np.nan)  # NaN anywhere -> NaN
         self.icc_ = values
         self.support_ = np.where(np.isnan(values), self.keep_missing, values >= self.threshold)
-        if not icc and not self.keep_missing:
+        if not all(lookups) and not self.keep_missing:
             raise ValueError("the ICC table is empty (no mask2 in the manifest?): drop the ICC step "
                              "(blocks.rad.icc=null) or give extract a second reader's masks")
         if not self.support_.any():

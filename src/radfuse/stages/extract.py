@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
@@ -82,27 +83,29 @@ def params_name(cfg: DictConfig) -> str:
 
 
 def icc_case_ids(cfg: DictConfig, frame: pd.DataFrame) -> set[str]:
-    """The cases whose second-reader mask enters the ICC: training-cohort cases only (the ICC filter is a choice
-    of features, and it must not see a held-out case), optionally a seeded sample of `extract.icc.patients`
-    training patients (Liu 2025: 30)."""
+    """The cases whose second masks (`mask2`: another reader; `mask_repeat`: the same reader again) enter the ICC:
+    training-cohort cases only (the ICC filter is a choice of features, and it must not see a held-out case),
+    optionally a seeded sample of `extract.icc.patients` training patients (Liu 2025 and Wang 2025: 30)."""
     from radfuse.artifacts import splits_path
     from radfuse.data.splits import load_or_make_splits
 
-    if mf.MASK2 not in frame.columns or not frame[mf.MASK2].notna().any():
+    present = [c for c in mf.SECOND_MASK_COLUMNS if c in frame.columns]
+    has_second = np.zeros(len(frame), dtype=bool)
+    for column in present:
+        has_second |= frame[column].fillna("").astype(str).str.strip().ne("").to_numpy()
+    if not has_second.any():
         return set()
     split = cfg.data.split
     splits = load_or_make_splits(frame, splits_path(cfg.paths.out), seed=int(split.seed),
                                  internal_fraction=float(split.internal_fraction), n_folds=int(split.n_folds))
-    with_mask2 = frame[(splits.cohort_of(frame) == "train").to_numpy() & frame[mf.MASK2].notna().to_numpy()]
-    patients = sorted(with_mask2[mf.PATIENT_ID].astype(str).unique())
+    candidates = frame[(splits.cohort_of(frame) == "train").to_numpy() & has_second]
+    patients = sorted(candidates[mf.PATIENT_ID].astype(str).unique())
     wanted = cfg.extract.icc.patients
     if wanted is not None and int(wanted) < len(patients):
-        import numpy as np
-
         patients = sorted(np.random.default_rng(int(split.seed)).choice(patients, int(wanted), replace=False))
-    chosen = with_mask2[with_mask2[mf.PATIENT_ID].astype(str).isin(patients)]
-    print(f"[radfuse] extract: ICC on the second-reader masks of {len(chosen)} ROIs of {len(patients)} training "
-          "patients (held-out cohorts never enter the ICC)", flush=True)
+    chosen = candidates[candidates[mf.PATIENT_ID].astype(str).isin(patients)]
+    print(f"[radfuse] extract: ICC on the second masks ({', '.join(present)}) of {len(chosen)} ROIs of "
+          f"{len(patients)} training patients (held-out cohorts never enter the ICC)", flush=True)
     return set(chosen[mf.CASE_ID].astype(str))
 
 
