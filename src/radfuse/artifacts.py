@@ -186,3 +186,86 @@ RADSCORE_PREFIX = "radscore__"
 
 def prob_columns(classes: list[str] | tuple[str, ...]) -> list[str]:
     return [f"{PROB_PREFIX}{c}" for c in classes]
+
+
+# ---------------------------------------------------------------------------------------------- run markers
+# `<run folder>/COMPLETE.json`, written last by train, extract and fuse: every file the run folder holds (hidden
+# files such as the lock and temporary files aside) with its sha256. A reader refuses a folder without it; a rerun
+# removes it before writing anything, so a killed rerun is never taken for a complete run (docs/runs.md).
+COMPLETE_FILE = "COMPLETE.json"
+MARKER_SKIP = ("wandb",)  # logger folders that change after the run (never read by a stage)
+RERUN_FIXES = {
+    "train": "rerun that train run (python train.py run={run} ...), or resume it with ckpt_path=last",
+    "extract": "rerun that extract run (python extract.py run={run} ...)",
+    "fuse": "rerun that fuse run (python fuse.py run={run} ...)",
+}
+
+
+class RunIncomplete(RuntimeError):
+    """A run folder without its completion marker, or whose files changed since it was written."""
+
+
+def start_run(folder: str | Path) -> None:
+    """Before a (re)run writes anything: remove the folder's completion marker."""
+    (Path(folder) / COMPLETE_FILE).unlink(missing_ok=True)
+
+
+def run_files(folder: str | Path) -> list[str]:
+    """Relative paths (posix) of the files a run folder holds, sorted; hidden files and logger folders left out."""
+    folder = Path(folder)
+    found = []
+    for path in folder.rglob("*"):
+        parts = path.relative_to(folder).parts
+        if path.is_file() and not any(p.startswith(".") or p in MARKER_SKIP for p in parts) \
+                and parts != (COMPLETE_FILE,):
+            found.append(path.relative_to(folder).as_posix())
+    return sorted(found)
+
+
+def mark_complete(folder: str | Path, stage: str) -> Path:
+    """Write `COMPLETE.json` (the run's files and their hashes): the last write of a run."""
+    folder = Path(folder)
+    files = {name: file_sha256(folder / name) for name in run_files(folder)}
+    return write_json(folder / COMPLETE_FILE, {"stage": stage, "files": files})
+
+
+def read_marker(folder: str | Path) -> dict | None:
+    path = Path(folder) / COMPLETE_FILE
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def require_complete(folder: str | Path, stage: str, files: tuple[str | Path, ...] = ()) -> dict:
+    """The marker of a finished `stage` run in `folder`; refuse a folder without one, or whose `files` (names
+    inside the folder) differ from what the marker recorded."""
+    folder = Path(folder)
+    fix = RERUN_FIXES[stage].format(run=folder.name)
+    marker = read_marker(folder)
+    if marker is None:
+        raise RunIncomplete(
+            f"{stage} run folder {folder} has no {COMPLETE_FILE}: that run did not finish (killed, failed or still "
+            f"running) or was written by a radfuse without run markers, so its outputs may be incomplete. Fix: {fix}")
+    for name in map(str, files):
+        recorded = marker.get("files", {}).get(name)
+        if recorded is None:
+            raise RunIncomplete(f"{folder / name} is not one of the files of the finished {stage} run in {folder} "
+                                f"(written after it, or by another run). Fix: {fix}")
+        if file_sha256(folder / name) != recorded:
+            raise RunIncomplete(f"{folder / name} changed since the {stage} run in {folder} finished (its sha256 "
+                                f"differs from {COMPLETE_FILE}): do not use it. Fix: {fix}")
+    return marker
+
+
+def is_run_folder(folder: str | Path, stage: str) -> bool:
+    """Whether `folder` is (or was meant to be) a radfuse `stage` run folder: `<out>/<stage>/<run>`, or a folder
+    holding a marker, a config.yaml or a provenance.json."""
+    folder = Path(folder)
+    return folder.parent.name == stage or any((folder / f).exists() for f in (COMPLETE_FILE, CONFIG_FILE,
+                                                                               PROVENANCE_FILE))
+
+
+def prepare_dir(out: str | Path) -> Path:
+    """`<out>/prepare/{config.yaml, provenance.json}`: what the last prepare run read."""
+    return Path(out) / "prepare"

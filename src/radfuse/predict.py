@@ -16,7 +16,8 @@ import joblib
 import numpy as np
 import pandas as pd
 
-from radfuse.artifacts import KEY_COLUMN, MODEL_FILE, PROB_PREFIX, prob_columns, write_parquet
+from radfuse.artifacts import (KEY_COLUMN, MODEL_FILE, PROB_PREFIX, RunIncomplete, prob_columns, require_complete,
+                               write_parquet)
 from radfuse.fuse.design import CLINICAL_BLOCK, META_PREFIX
 
 ALIAS_PREFIXES = (META_PREFIX, f"{CLINICAL_BLOCK}__")
@@ -27,9 +28,12 @@ class FeatureMismatch(ValueError):
 
 
 def load_model(run_dir: str | Path) -> dict:
+    """The fitted model of a finished fuse run. model.joblib is a pickle (loading it runs code): it is loaded only
+    when its sha256 is the one the run's COMPLETE.json recorded (docs/runs.md, "Trusting model.joblib")."""
     path = Path(run_dir) / MODEL_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist: pass the folder of a finished fuse run (fuse/<run>)")
+    require_complete(run_dir, "fuse", files=(MODEL_FILE,))
     return joblib.load(path)
 
 
@@ -102,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         model = load_model(args.run_dir)
         table = pd.read_parquet(args.features)
         scored = score(model, table, args.feature_set, source=str(args.features))
-    except (FeatureMismatch, FileNotFoundError, ValueError) as err:
+    except (FeatureMismatch, FileNotFoundError, ValueError, RunIncomplete) as err:
         print(f"[radfuse] error: {err}", file=sys.stderr)
         return 2
     out = args.out or args.run_dir / f"predictions_{args.features.stem}.parquet"

@@ -14,6 +14,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 from sklearn.metrics import roc_auc_score
 
+from radfuse.artifacts import COMPLETE_FILE, RunIncomplete, mark_complete
 from radfuse.extract.crossfit import cross_fit
 from tests.extract.synthetic import make_cohort
 
@@ -95,6 +96,7 @@ def _fold_run(out: Path, name: str, fold: int | None, cfg, epochs: int = 5, last
     (run_dir / "metrics.json").write_text(json.dumps({"epochs_completed": epochs, "validated_on": f"CV fold {fold}"}))
     data = OmegaConf.to_container(cfg.data, resolve=True)
     OmegaConf.save({"data": {**data, "fold": fold}, "callbacks": callbacks or {}}, run_dir / "config.yaml")
+    mark_complete(run_dir, "train")  # written last, as the train stage does
     return model.eval()
 
 
@@ -202,3 +204,67 @@ def test_stage_records_where_each_deep_table_came_from(tmp_path):
     runs = sources["deep_crossfit.parquet"]["runs"]
     assert {r: (v["epoch"], v["chosen_on_validation"]) for r, v in runs.items()} == {"cv0": (4, None),
                                                                                     "cv1": (4, None)}
+
+
+def test_stage_refuses_a_fold_run_that_did_not_finish(tmp_path):
+    """A killed train run: checkpoints and config.yaml, no COMPLETE.json. Its folder and the fix are named."""
+    from radfuse.stages import extract as stage
+
+    manifest, out = _cohort(tmp_path), tmp_path / "out"
+    cfg = _extract_cfg(out, manifest, "extract.deep.crossfit.train_runs=cv")
+    _fold_run(out, "cv0", 0, cfg)
+    _fold_run(out, "cv1", 1, cfg)
+    (out / "train" / "cv1" / COMPLETE_FILE).unlink()
+    with pytest.raises(RunIncomplete, match=r"train/cv1 has no COMPLETE.json.*ckpt_path=last"):
+        stage.run(cfg)
+    assert not (out / "extract" / "default" / COMPLETE_FILE).exists()
+
+
+def test_stage_refuses_a_checkpoint_changed_after_its_run_finished(tmp_path):
+    from radfuse.stages import extract as stage
+
+    manifest, out = _cohort(tmp_path), tmp_path / "out"
+    cfg = _extract_cfg(out, manifest, "extract.deep.crossfit.train_runs=cv")
+    _fold_run(out, "cv0", 0, cfg)
+    _fold_run(out, "cv1", 1, cfg)
+    checkpoint = out / "train" / "cv0" / "last.ckpt"
+    checkpoint.write_bytes(checkpoint.read_bytes() + b"\0")
+    with pytest.raises(RunIncomplete, match=r"last.ckpt changed since the train run"):
+        stage.run(cfg)
+
+
+class Killed(Exception):
+    """Stands in for a kill in the middle of the fold CNNs' forward passes."""
+
+
+def test_interrupted_cross_fit_reruns_only_the_batches_not_yet_scored(tmp_path, monkeypatch):
+    from radfuse.stages import extract as stage
+    from radfuse.stages import extract_deep
+
+    manifest, out = _cohort(tmp_path), tmp_path / "out"
+    cfg = _extract_cfg(out, manifest, "extract.deep.crossfit.train_runs=cv", "extract.deep.batch_size=4")
+    for k in (0, 1):
+        _fold_run(out, f"cv{k}", k, cfg)
+    real, scored, budget = extract_deep.class_scores, [], {"batches": 4}
+
+    def counting(classifier, batches, **kwargs):
+        batches = list(batches)
+        if budget["batches"] is not None and budget["batches"] <= 0:
+            raise Killed
+        if budget["batches"] is not None:
+            budget["batches"] -= 1
+        scored.extend(c for b in batches for c in b["case_id"])
+        return real(classifier, batches, **kwargs)
+
+    monkeypatch.setattr(extract_deep, "class_scores", counting)
+    with pytest.raises(Killed):  # 10 ROIs in 3 batches per fold: killed after fold 0 and one batch of fold 1
+        stage.run(cfg)
+    assert len(scored) == 10 + 4 and not (out / "extract" / "default" / COMPLETE_FILE).exists()
+    scored.clear()
+    budget["batches"] = None
+    first = pd.read_parquet(stage.run(cfg)["crossfit"])
+    assert len(scored) == 6  # only fold 1's two unfinished batches ran again
+    scored.clear()
+    second = pd.read_parquet(stage.run(cfg)["crossfit"])
+    assert scored == [] and (out / "extract" / "default" / COMPLETE_FILE).is_file()
+    pd.testing.assert_frame_equal(first, second)

@@ -66,6 +66,10 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")
 
 
+# no timestamp or version in the files: a rerun on one machine gives byte-identical figures
+FIGURE_METADATA = {"png": {"Software": None}, "pdf": {"Creator": None, "Producer": None, "CreationDate": None}}
+
+
 class FigureSink:
     """Saves figures as PNG + PDF under `folder` and returns the embedded <img> tag."""
 
@@ -78,13 +82,13 @@ class FigureSink:
     def embed(self, fig, name: str, caption: str = "", wide: bool = False) -> str:
         name = slug(name)
         buffer = io.BytesIO()
-        fig.savefig(buffer, format="png", dpi=self.dpi, bbox_inches="tight")
+        fig.savefig(buffer, format="png", dpi=self.dpi, bbox_inches="tight", metadata=FIGURE_METADATA["png"])
         for ext in ("png", "pdf"):
             with atomic_path(self.folder / f"{name}.{ext}") as tmp:
                 if ext == "png":
                     tmp.write_bytes(buffer.getvalue())
                 else:
-                    fig.savefig(tmp, format="pdf", bbox_inches="tight")
+                    fig.savefig(tmp, format="pdf", bbox_inches="tight", metadata=FIGURE_METADATA["pdf"])
             self.saved.append(self.folder / f"{name}.{ext}")
         plt.close(fig)
         data = base64.b64encode(buffer.getvalue()).decode()

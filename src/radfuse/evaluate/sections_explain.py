@@ -109,7 +109,8 @@ def _shap_figures(ctx: ReportContext, key, result: shap_explain.ShapResult) -> s
              for k, c in enumerate(result.classes)]
     truth = dict(zip(ctx.predictions["case_id"].astype(str), ctx.predictions["label"].astype(str)))
     for k, cases in shap_explain.decision_cases(result, truth).items():
-        tags.append(ctx.figures.embed(shap_explain.plot_decision(result, k, cases),
+        tags.append(ctx.figures.embed(shap_explain.plot_decision(result, k, cases,
+                                                                 bool(ctx.extras.get("show_case_ids"))),
                                       f"shap_decision_{label}_{result.classes[k]}"))
     head = (f"<h3>{label}</h3><p>{result.explainer} explainer, {len(result.case_ids)} training cases, values "
             f"in {result.output} units.</p>")

@@ -157,22 +157,27 @@ def plot_beeswarm(result: ShapResult, class_index: int, max_display: int = 15):
     import shap
 
     plt.figure()
-    shap.summary_plot(result.values[:, :, class_index], result.data, feature_names=result.feature_names,
-                      max_display=max_display, show=False)
+    state = np.random.get_state()  # the beeswarm's jitter draws from np.random: seeded here, restored after
+    np.random.seed(0)
+    try:
+        shap.summary_plot(result.values[:, :, class_index], result.data, feature_names=result.feature_names,
+                          max_display=max_display, show=False, rng=np.random.default_rng(0))
+    finally:
+        np.random.set_state(state)
     fig = plt.gcf()
     fig.suptitle(f"class {result.classes[class_index]}", fontsize=10)
     return fig
 
 
-def plot_decision(result: ShapResult, class_index: int, case_indices: list[int]):
-    """SHAP decision plot of chosen cases for one class's output."""
+def plot_decision(result: ShapResult, class_index: int, case_indices: list[int], show_case_ids: bool = False):
+    """SHAP decision plot of chosen cases for one class's output (legend: case ids only when asked for)."""
     import shap
 
     plt.figure()
     idx = np.asarray(case_indices, dtype=int)
     shap.decision_plot(float(result.base_values[class_index]), result.values[idx, :, class_index],
                        features=result.data[idx], feature_names=result.feature_names, show=False,
-                       legend_labels=[result.case_ids[i] for i in idx], legend_location="lower right")
+                       legend_labels=[result.case_ids[i] if show_case_ids else f"case {n + 1}" for n, i in enumerate(idx)], legend_location="lower right")
     fig = plt.gcf()
     fig.suptitle(f"class {result.classes[class_index]}", fontsize=10)
     return fig

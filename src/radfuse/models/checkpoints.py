@@ -17,12 +17,43 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 
 LAST_CHECKPOINT = "last.ckpt"
 BEST_CHECKPOINT = "best.ckpt"
+
+
+class RunFolderCheckpoint(ModelCheckpoint):
+    """Lightning's ModelCheckpoint whose saved state names files, never paths: Lightning stores `dirpath` and
+    absolute `best_model_path`, `kth_best_model_path`, `last_model_path` and `best_k_models` keys in every
+    checkpoint, which would carry the user's folder layout into a shared checkpoint. They are saved as file names
+    (relative to the run folder) and made absolute again against this run's `dirpath` on resume."""
+
+    PATH_KEYS = ("best_model_path", "kth_best_model_path", "last_model_path")
+
+    def state_dict(self) -> dict[str, Any]:
+        state = dict(super().state_dict())
+        state.pop("dirpath", None)
+        for key in self.PATH_KEYS:
+            if state.get(key):
+                state[key] = Path(state[key]).name
+        state["best_k_models"] = {Path(k).name: v for k, v in (state.get("best_k_models") or {}).items()}
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        state = dict(state_dict)
+        if self.dirpath is not None and "dirpath" not in state:
+            here = Path(self.dirpath)
+            state["dirpath"] = self.dirpath
+            for key in self.PATH_KEYS:
+                if state.get(key):
+                    state[key] = str(here / state[key])
+            state["best_k_models"] = {str(here / k): v for k, v in (state.get("best_k_models") or {}).items()}
+        super().load_state_dict(state)
 
 
 class LastEpochCheckpoint(L.Callback):

@@ -88,6 +88,7 @@ def exit_on_input_error(func):
     import functools
     import sys
 
+    from radfuse.artifacts import RunIncomplete
     from radfuse.data.manifest import ManifestError
     from radfuse.data.splits import SplitMismatch
     from radfuse.data.validate import ManifestInvalid
@@ -100,7 +101,7 @@ def exit_on_input_error(func):
         try:
             return func(*args, **kwargs)
         except (ManifestError, ManifestInvalid, SplitMismatch, FileNotFoundError, RunFolderLocked,
-                RadiomicsConfigError, UnknownLayer) as err:
+                RadiomicsConfigError, UnknownLayer, RunIncomplete) as err:
             print(f"[radfuse] error: {err}", file=sys.stderr, flush=True)
             sys.exit(2)
 

@@ -31,6 +31,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     """Run the stage; returns a small summary (counts and the output folder). One run owns the folder at a time."""
     folder = artifacts.extract_dir(cfg.paths.out, cfg.run)
     with run_lock(folder):
+        artifacts.start_run(folder)  # before anything is written: a killed (re)run is never "complete"
         return _run(cfg, folder)
 
 
@@ -55,20 +56,28 @@ def _run(cfg: DictConfig, folder: Path) -> dict[str, Any]:
     summary = {"folder": str(folder), "rows": result.n_rows, "failures": len(result.failures),
                "computed": result.summary.count("computed"), "cached": result.summary.count("cached")}
     print(f"[radfuse] extract: radiomics {summary}", flush=True)
+    inputs = {"manifest": path, **({"radiomics_params": cfg.extract.params_file} if cfg.extract.params_file else {})}
+    if icc_cases:
+        inputs["splits"] = artifacts.splits_path(cfg.paths.out)
     if cfg.extract.deep.source or cfg.extract.deep.crossfit.train_runs:
         from radfuse.stages.extract_deep import run_crossfit, run_deep  # imports lightning
 
         log_lightning_once()
         cohort = load_cohort(cfg)
+        inputs["splits"] = artifacts.splits_path(cfg.paths.out)
         if cfg.extract.deep.source:
-            summary["deep"] = str(run_deep(cfg, folder, cohort))
+            summary["deep"] = str(run_deep(cfg, folder, cohort, inputs))
         if cfg.extract.deep.crossfit.train_runs:
-            summary["crossfit"] = str(run_crossfit(cfg, cohort))
+            summary["crossfit"] = str(run_crossfit(cfg, cohort, inputs))
+            train_out = cfg.extract.deep.crossfit.get("train_out")
+            if train_out:
+                inputs["crossfit_splits"] = artifacts.splits_path(train_out)
     artifacts.write_json(folder / "radiomics_params.json", params)
-    inputs = {"manifest": path, **({"radiomics_params": cfg.extract.params_file} if cfg.extract.params_file else {})}
     save_run_config(cfg, folder, inputs)
     if cfg.extract.fail_on_error and len(result.failures):
-        raise ExtractionFailed(f"{len(result.failures)} ROI(s) failed; reasons in {folder / artifacts.FAILURES_TABLE}")
+        raise ExtractionFailed(f"{len(result.failures)} ROI(s) failed; reasons in {folder / artifacts.FAILURES_TABLE}; "
+                               "the run folder is not marked complete (extract.fail_on_error=true)")
+    artifacts.mark_complete(folder, "extract")
     return summary
 
 

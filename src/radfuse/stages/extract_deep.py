@@ -7,8 +7,11 @@ by the datamodule's predict loader: every ROI of the manifest, all cohorts, no a
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 from pathlib import Path
+from typing import Callable, Iterable
 
 import numpy as np
 import pandas as pd
@@ -25,8 +28,9 @@ from radfuse.models.checkpoints import checkpoint_epoch, validation_choice
 from radfuse.stages.common import Cohort, crop_config, load_cohort
 
 
-def run_deep(cfg: DictConfig, folder: Path, cohort: Cohort | None = None) -> Path:
-    """Embed every ROI from `extract.deep.layer`; return the table's path."""
+def run_deep(cfg: DictConfig, folder: Path, cohort: Cohort | None = None, inputs: dict | None = None) -> Path:
+    """Embed every ROI from `extract.deep.layer`; return the table's path. `inputs` gets the file the network came
+    from (for provenance.json). Batches already embedded by an earlier (interrupted) run come from the cache."""
     deep = cfg.extract.deep
     cohort = cohort or load_cohort(cfg)
     sources = {"checkpoint": _from_checkpoint, "weights": _from_weights}
@@ -34,16 +38,81 @@ def run_deep(cfg: DictConfig, folder: Path, cohort: Cohort | None = None) -> Pat
         raise ValueError(f"extract.deep.source={deep.source!r}: use checkpoint, weights or null")
     model, crop, origin = sources[deep.source](cfg, len(cohort.classes))
     model = model.to(deep.device)
+    network = origin.pop("file", None)
+    if inputs is not None and network:
+        inputs["deep_checkpoint" if deep.source == "checkpoint" else "deep_weights"] = network
     print(f"[radfuse] extract: deep embeddings ({deep.source}, layer {deep.layer}, tta={deep.tta}) of "
           f"{len(cohort.frame)} ROIs", flush=True)
-    table = extract_embeddings(model, _predict_loader(cfg, cohort, crop), layer=deep.layer, tta=bool(deep.tta),
-                               device=deep.device)
+    key = _network_key(network, origin, kind="embeddings", layer=str(deep.layer), tta=bool(deep.tta), crop=crop,
+                       device=str(deep.device), weights=OmegaConf.to_container(deep.weights, resolve=True),
+                       classes=list(cohort.classes))
+    table = cached_batches(
+        lambda batches: extract_embeddings(model, batches, layer=deep.layer, tta=bool(deep.tta), device=deep.device),
+        _predict_loader(cfg, cohort, crop), deep_cache(cfg, key))
     path = artifacts.write_parquet(folder / artifacts.deep_table_name(deep.layer), table)
     record_deep_source(folder, path.name, origin)
     return path
 
 
-def run_crossfit(cfg: DictConfig, cohort: Cohort | None = None) -> Path:
+# ---------------------------------------------------------------------------------------------- batch cache
+def deep_cache(cfg: DictConfig, key: str | None) -> Path | None:
+    """`<paths.cache>/deep/<network key>/`: one parquet per batch of ROIs; None when the network has no file."""
+    return None if key is None else Path(cfg.paths.cache) / "deep" / key
+
+
+def _network_key(network: str | Path | None, origin: dict, **settings) -> str | None:
+    """Hash of what decides a deep table's numbers: the network file's content, its origin and the settings."""
+    if not network or not Path(network).is_file():
+        return None
+    settings["crop"] = dataclasses.asdict(settings["crop"]) if dataclasses.is_dataclass(settings["crop"]) else \
+        repr(settings["crop"])
+    described = json.dumps({"file": artifacts.file_sha256(network), "origin": origin, **settings}, sort_keys=True,
+                           default=str)
+    return hashlib.sha256(described.encode()).hexdigest()[:32]
+
+
+def _batch_key(batch) -> str:
+    """Hash of a batch's case ids and crop tensors: a changed image never gets the old batch's numbers."""
+    digest = hashlib.sha256("\n".join(str(c) for c in batch["case_id"]).encode())
+    digest.update(np.ascontiguousarray(batch["image"].numpy()).tobytes())
+    return digest.hexdigest()[:32]
+
+
+def cached_batches(compute: Callable[[list], pd.DataFrame], loader: Iterable, cache: Path | None) -> pd.DataFrame:
+    """`compute` of every batch of `loader` (one row per ROI, key case_id), each batch's table cached under `cache`
+    as soon as it is done: a rerun after an interruption only runs the network on the batches not yet done. A
+    damaged cache entry is named, discarded and recomputed."""
+    frames = []
+    for batch in loader:
+        path = cache / f"{_batch_key(batch)}.parquet" if cache is not None else None
+        frame = _read_cached(path)
+        if frame is None:
+            frame = compute([batch])
+            if path is not None:
+                artifacts.write_parquet(path, frame)
+        frames.append(frame)
+    if not frames:
+        return compute([])  # the library's own message for an empty loader
+    table = pd.concat(frames, ignore_index=True)
+    duplicated = table[artifacts.KEY_COLUMN][table[artifacts.KEY_COLUMN].duplicated()].unique().tolist()
+    if duplicated:
+        raise ValueError(f"case ids {duplicated[:5]} appear more than once: case_id must be unique per ROI")
+    return table
+
+
+def _read_cached(path: Path | None) -> pd.DataFrame | None:
+    if path is None or not path.is_file():
+        return None
+    try:
+        return pd.read_parquet(path)
+    except Exception as err:  # noqa: BLE001 - any unreadable entry is recomputed
+        print(f"[radfuse] extract: damaged deep cache entry {path} ({type(err).__name__}: {err}); recomputing it",
+              flush=True)
+        path.unlink(missing_ok=True)
+        return None
+
+
+def run_crossfit(cfg: DictConfig, cohort: Cohort | None = None, inputs: dict | None = None) -> Path:
     """Out-of-fold scores of the fold runs named by `extract.deep.crossfit.train_runs`; return the table's path.
 
     The folds are those the runs were trained on: `<train_out>/splits.json`, where `train_out` is this run's
@@ -69,6 +138,7 @@ def run_crossfit(cfg: DictConfig, cohort: Cohort | None = None) -> Path:
             raise FileNotFoundError(
                 f"cross-fit train run {run!r}: {checkpoint} or its config.yaml does not exist: train the fold runs "
                 f"first (python train.py -m data.fold=0,...,{splits.n_folds - 1} 'run=<name>${{data.fold}}')")
+        artifacts.require_complete(run_dir, "train", files=(checkpoint.name,))
         run_cfg = OmegaConf.load(config)
         data = run_cfg.data
         fold = data.get("fold")
@@ -92,8 +162,15 @@ def run_crossfit(cfg: DictConfig, cohort: Cohort | None = None) -> Path:
         print(f"[radfuse] extract: out-of-fold scores, fold {fold} from train run {run!r} ({spec.checkpoint})",
               flush=True)
         sources[run] = checkpoint_source(run, checkpoint, None)
-        scores[int(fold)] = class_scores(classifier.to(deep.device), _predict_loader(cfg, cohort, crop_config(data)),
-                                         tta=bool(deep.tta), device=deep.device)
+        if inputs is not None:
+            inputs[f"crossfit_{run}"] = checkpoint
+        crop = crop_config(data)
+        key = _network_key(checkpoint, {"classes": trained_on}, kind="scores", tta=bool(deep.tta), crop=crop,
+                           device=str(deep.device))
+        classifier = classifier.to(deep.device)
+        scores[int(fold)] = cached_batches(
+            lambda batches: class_scores(classifier, batches, tta=bool(deep.tta), device=deep.device),
+            _predict_loader(cfg, cohort, crop), deep_cache(cfg, key))
     table = cross_fit(scores, fold_of_case, n_folds=splits.n_folds)
     folder = artifacts.extract_dir(cfg.paths.out, cfg.run)
     path = artifacts.write_parquet(folder / artifacts.CROSSFIT_TABLE, table)
@@ -159,6 +236,8 @@ def _from_checkpoint(cfg: DictConfig, _num_classes: int) -> tuple[InputNormalize
         raise FileNotFoundError(f"checkpoint {path} does not exist: train first (python train.py), point "
                                 "extract.deep.checkpoint at a .ckpt, use extract.deep.source=weights, or "
                                 "extract.deep.source=null for radiomics only")
+    if not deep.checkpoint or artifacts.is_run_folder(path.parent, "train"):
+        artifacts.require_complete(path.parent, "train", files=(path.name,))
     train_config = path.parent / artifacts.CONFIG_FILE
     # the crops the network was trained on, not whatever the extract config says
     run_cfg = OmegaConf.load(train_config) if train_config.is_file() else None
@@ -169,12 +248,12 @@ def _from_checkpoint(cfg: DictConfig, _num_classes: int) -> tuple[InputNormalize
               "the cohort it validated on is not a clean hold-out for models using these embeddings", flush=True)
     classifier = load_classifier(str(path))
     origin = {"source": "checkpoint", **checkpoint_source(deep.train_run if not deep.checkpoint else None, path,
-                                                          chosen)}
+                                                          chosen), "file": path}
     return (InputNormalized(classifier.backbone, classifier.input_mean, classifier.input_std), crop_config(data),
             origin)
 
 
-def _from_weights(cfg: DictConfig, num_classes: int) -> tuple[InputNormalized, CropConfig]:
+def _from_weights(cfg: DictConfig, num_classes: int) -> tuple[InputNormalized, CropConfig, dict]:
     from radfuse.models import create_backbone
 
     weights = cfg.extract.deep.weights
@@ -184,5 +263,5 @@ def _from_weights(cfg: DictConfig, num_classes: int) -> tuple[InputNormalized, C
     shape = (1, -1) + (1,) * crop.spatial_dims
     mean = None if weights.input_mean is None else torch.tensor(list(weights.input_mean)).view(shape)
     std = None if weights.input_std is None else torch.tensor(list(weights.input_std)).view(shape)
-    return InputNormalized(backbone, mean, std), crop, {"source": "weights", "arch": str(weights.arch),
-                                                        "chosen_on_validation": None}
+    return InputNormalized(backbone, mean, std), crop, {
+        "source": "weights", "arch": str(weights.arch), "chosen_on_validation": None, "file": weights.file}

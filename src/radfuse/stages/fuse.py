@@ -29,8 +29,12 @@ CV_RESULTS_FILE = "cv_results.csv"
 
 def run(cfg: DictConfig) -> FusionResult:
     """Fit, evaluate and write `<out>/fuse/<run>/`; one run owns that folder at a time (radfuse.run_lock)."""
-    with run_lock(fuse_dir(cfg.paths.out, cfg.run)):
-        return _run(cfg)
+    folder = fuse_dir(cfg.paths.out, cfg.run)
+    with run_lock(folder):
+        artifacts.start_run(folder)  # before anything is written: a killed (re)run is never "complete"
+        result = _run(cfg)
+        artifacts.mark_complete(folder, "fuse")
+        return result
 
 
 def _run(cfg: DictConfig) -> FusionResult:
@@ -38,6 +42,8 @@ def _run(cfg: DictConfig) -> FusionResult:
     cohort = load_cohort(cfg)
     blocks = {name: instantiate(steps) for name, steps in cfg.blocks.items() if _used(cfg, name)}
     design = build_design(cfg, cohort, blocks)
+    if cfg.get("icc_table") and Path(cfg.icc_table).is_file():
+        check_extract_table(Path(cfg.icc_table))
     constant = constant_training_features(design, blocks)
     setup = FusionSetup(
         classes=cohort.classes, blocks=blocks, feature_sets=OmegaConf.to_container(cfg.feature_sets),
@@ -52,7 +58,7 @@ def _run(cfg: DictConfig) -> FusionResult:
     for caution in result.metrics["cautions"]:
         print(f"[radfuse] caution: {caution}", flush=True)
     out = write_outputs(cfg, result)
-    save_run_config(cfg, out, inputs={"manifest": cohort.manifest_path, **dict(cfg.tables)})
+    save_run_config(cfg, out, inputs=fuse_inputs(cfg, cohort))
     report = write_report(cfg, cohort, design, result, out, notes=remarks.notes)
     print(f"[radfuse] model selection: {SELECTION_RULE}", flush=True)
     for fs, m in result.metrics["feature_sets"].items():
@@ -61,6 +67,42 @@ def _run(cfg: DictConfig) -> FusionResult:
     if report is not None:
         print(f"[radfuse] report: {report.resolve()}", flush=True)
     return result
+
+
+def fuse_inputs(cfg: DictConfig, cohort: Cohort) -> dict[str, Any]:
+    """What provenance.json hashes: manifest, split, every feature table and the ICC table."""
+    inputs = {"manifest": cohort.manifest_path, "splits": artifacts.splits_path(cfg.paths.out), **dict(cfg.tables)}
+    if cfg.get("icc_table"):
+        inputs["icc_table"] = cfg.icc_table
+    return inputs
+
+
+def check_extract_table(path: Path) -> None:
+    """A table inside an extract run folder is used only when that run finished and the table is the one it
+    wrote (its COMPLETE.json); tables of the user's own, outside any run folder, are taken as they are."""
+    if artifacts.is_run_folder(path.parent, "extract"):
+        artifacts.require_complete(path.parent, "extract", files=(path.name,))
+
+
+def shareable_config(cfg: DictConfig) -> dict[str, Any]:
+    """The resolved config for report.html and metrics.json, without absolute paths: a path under paths.out
+    becomes relative to it (`extract/default/radiomics.parquet`), any other absolute path keeps its file name only
+    (`<outside paths.out>/manifest.csv`)."""
+    out = Path(cfg.paths.out).resolve()
+
+    def clean(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: clean(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [clean(v) for v in value]
+        if isinstance(value, str) and Path(value).is_absolute():
+            path = Path(value).resolve()
+            if path == out or out in path.parents:
+                return path.relative_to(out).as_posix()
+            return f"<outside paths.out>/{path.name}"
+        return value
+
+    return clean(OmegaConf.to_container(cfg, resolve=True))
 
 
 def constant_training_features(design: Design, blocks: dict[str, Any]) -> dict[str, list[str]]:
@@ -103,7 +145,8 @@ def write_report(cfg: DictConfig, cohort: Cohort, design: Design, result: Fusion
     from radfuse.evaluate.report import build_report
 
     print("[radfuse] evaluating and writing the report", flush=True)
-    extras = {**report_inputs(result, design), "config": OmegaConf.to_container(cfg, resolve=True),
+    extras = {**report_inputs(result, design), "config": shareable_config(cfg),
+              "show_case_ids": bool(cfg.report.get("show_case_ids", False)),
               "cautions": result.metrics.get("cautions", []), "notes": list(notes),
               "n_resamples": int(cfg.report.n_resamples), "seed": int(cfg.cv.seed),
               "gradcam": gradcam_overlays(cfg, cohort, out)}
@@ -113,20 +156,41 @@ def write_report(cfg: DictConfig, cohort: Cohort, design: Design, result: Fusion
 
 
 def gradcam_overlays(cfg: DictConfig, cohort: Cohort, out: Path) -> list[Path]:
-    """Overlays for a few cases of each class, when a train run is linked and exists (else none)."""
+    """Overlays for a few cases of each class, when a finished train run is linked (else none). Named and titled
+    by case id only with report.show_case_ids=true; else `<class>_<n>.png`, titled with the class."""
     run_dir = Path(cfg.paths.out) / "train" / str(cfg.report.train_run) if cfg.report.train_run else None
     if run_dir is None or not (run_dir / "best.ckpt").is_file():
         return []
-    from radfuse.models.cam import overlays_for_run
-
     labels = cohort.frame[LABEL].map(label_str)
-    cases = [c for cls in cohort.classes for c in cohort.frame.loc[labels == cls, "case_id"].head(
-        int(cfg.report.gradcam_per_class))]
+    chosen = {cls: list(cohort.frame.loc[labels == cls, "case_id"].head(int(cfg.report.gradcam_per_class)))
+              for cls in cohort.classes}
+    folder = out / "figures" / "gradcam"
     try:
-        return overlays_for_run(run_dir, cases, None, "best.ckpt", out_dir=out / "figures" / "gradcam")
+        artifacts.require_complete(run_dir, "train", files=("best.ckpt",))
+        return cam_overlays(run_dir, chosen, folder, bool(cfg.report.get("show_case_ids", False)))
     except (OSError, KeyError, RuntimeError, ValueError) as err:  # the report says it is missing; the run goes on
         print(f"[radfuse] Grad-CAM overlays skipped: {err}", flush=True)
         return []
+
+
+def cam_overlays(run_dir: Path, chosen: dict[str, list[str]], folder: Path, show_case_ids: bool) -> list[Path]:
+    """Grad-CAM overlays of best.ckpt's last stage for the chosen cases of each class."""
+    from radfuse.models.cam import grad_cam, save_overlay
+    from radfuse.models.module import load_classifier
+    from radfuse.stages.train import datamodule_for_run
+
+    model = load_classifier(str(run_dir / "best.ckpt"))
+    layer = model.backbone.stage_names[-1]
+    names = {str(case): (f"{case} {layer}", f"{case}_{layer}") if show_case_ids else
+             (f"class {cls}, example {k + 1} ({layer})", f"class_{cls}_{k + 1}_{layer}")
+             for cls, cases in chosen.items() for k, case in enumerate(cases)}
+    written = []
+    for batch in datamodule_for_run(run_dir, list(names)).predict_dataloader():
+        heat = grad_cam(model, batch["image"], layer)
+        for image, hot, case in zip(batch["image"].numpy(), heat.numpy(), batch["case_id"]):
+            title, stem = names[str(case)]
+            written.append(save_overlay(image, hot, folder / f"{stem}.png", title))
+    return written
 
 
 class DeepRemarks(NamedTuple):
@@ -211,6 +275,9 @@ def build_design(cfg: DictConfig, cohort: Cohort, blocks: dict[str, Any]) -> Des
                     if path.name == CROSSFIT_TABLE else "") + _deep_tables_hint(path)
             raise FileNotFoundError(f"feature table {path} (block {name!r}) does not exist: run extract first, "
                                     f"or point tables.{name} at the right file.{hint}")
+        tables[name] = path
+    for name, path in tables.items():  # every missing table named first, then the unfinished runs
+        check_extract_table(path)
         tables[name] = block_table(pd.read_parquet(path), name, path)
     covariates = sorted({c.removeprefix(META_PREFIX) for steps in blocks.values() for step in steps.values()
                          if isinstance(step, ComBat) for c in step.covariates})

@@ -1,4 +1,5 @@
-"""Prepare: make or read the cohort, validate it, split it and fill the crop cache; print a summary."""
+"""Prepare: make or read the cohort, validate it, split it and fill the crop cache; print a summary. What it read
+is recorded in `<out>/prepare/{config.yaml, provenance.json}`."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
+from radfuse.artifacts import prepare_dir, splits_path
 from radfuse.data.datamodule import RadfuseDataModule, crop_cache_dir
 from radfuse.data.manifest import COHORT, LABEL, SITE
 from radfuse.data.validate import label_str
-from radfuse.stages.common import crop_config, exit_on_input_error, load_cohort
+from radfuse.stages.common import crop_config, exit_on_input_error, load_cohort, save_run_config
 
 CONF_DIR = str(Path(__file__).resolve().parents[3] / "conf")
 
@@ -30,6 +32,8 @@ def run(cfg: DictConfig) -> RadfuseDataModule:
         print(f"[radfuse] sites: {frame[SITE].value_counts().sort_index().to_dict()}", flush=True)
     dm = RadfuseDataModule(cohort.frame, cohort.splits, crop, cfg.paths.cache, cohort.classes)
     dm.prepare_data()
+    save_run_config(cfg, prepare_dir(cfg.paths.out), {"manifest": cohort.manifest_path,
+                                                      "splits": splits_path(cfg.paths.out)})
     print(f"[radfuse] crop cache ({crop.mode}, {crop.size} px, margin {crop.margin}) ready in "
           f"{crop_cache_dir(cfg.paths.cache, crop)}; took {time.perf_counter() - start:.1f} s", flush=True)
     return dm

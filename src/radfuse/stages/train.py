@@ -197,21 +197,37 @@ def run(cfg: DictConfig) -> float | None:
     loggers = build_loggers(cfg, run_dir, run)
     trainer = instantiate(cfg.trainer, logger=loggers, callbacks=build_callbacks(cfg, run_dir),
                           default_root_dir=str(run_dir))
-    if trainer.is_global_zero:
-        save_run_config(cfg, run_dir, {"manifest": cohort.manifest_path})
     started = time.perf_counter()
-    try:
-        with _owning(run_dir):
-            trainer.fit(model, datamodule=datamodule, ckpt_path=resolve_ckpt_path(cfg, run_dir))
-    finally:
-        if "wandb" in sys.modules:  # one W&B run per sweep job, even when a job fails
-            sys.modules["wandb"].finish()
-    metrics = collect_metrics(trainer, run, datamodule, time.perf_counter() - started)
-    if trainer.is_global_zero:
-        artifacts.write_json(run_dir / artifacts.METRICS_FILE, metrics)
-        log.info("run folder %s: best val macro AUC %s", run_dir, metrics["best_val_auc"])
-        print(f"[radfuse] train: {run_dir} (best val macro AUC {metrics['best_val_auc']})", flush=True)
+    with _owning(run_dir):
+        ckpt_path = resolve_ckpt_path(cfg, run_dir)
+        if trainer.is_global_zero:
+            artifacts.start_run(run_dir)  # a killed (re)run is never taken for a finished one
+            save_run_config(cfg, run_dir, train_inputs(cfg, cohort, ckpt_path))
+        try:
+            trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+        finally:
+            if "wandb" in sys.modules:  # one W&B run per sweep job, even when a job fails
+                sys.modules["wandb"].finish()
+        metrics = collect_metrics(trainer, run, datamodule, time.perf_counter() - started)
+        if trainer.is_global_zero:
+            artifacts.write_json(run_dir / artifacts.METRICS_FILE, metrics)
+            if trainer.interrupted:  # Ctrl-C: Lightning returns from fit; the run did not finish
+                print(f"[radfuse] train: interrupted; resume with ckpt_path=last run={run}", flush=True)
+                return metrics["best_val_auc"]
+            artifacts.mark_complete(run_dir, "train")
+            log.info("run folder %s: best val macro AUC %s", run_dir, metrics["best_val_auc"])
+            print(f"[radfuse] train: {run_dir} (best val macro AUC {metrics['best_val_auc']})", flush=True)
     return metrics["best_val_auc"]
+
+
+def train_inputs(cfg: DictConfig, cohort: Cohort, ckpt_path: str | None) -> dict[str, Any]:
+    """What provenance.json hashes for a train run: manifest, split, weights file, the checkpoint resumed from."""
+    inputs: dict[str, Any] = {"manifest": cohort.manifest_path, "splits": artifacts.splits_path(cfg.paths.out)}
+    if cfg.model.get("weights"):
+        inputs["weights"] = cfg.model.weights
+    if ckpt_path:
+        inputs["resumed_from"] = ckpt_path
+    return inputs
 
 
 @exit_on_input_error
