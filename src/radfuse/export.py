@@ -96,6 +96,8 @@ def load_study(folder: str | Path) -> Study:
                              "unknown; score with the study's own folders, or export the study again")
         study.sources.append(BlockSource(block, _kind(table), table, table.parent, OmegaConf.load(extract_cfg)))
         study.owned.append(table.parent.resolve())
+    if not exported:  # the study's whole output root (splits.json, train/, extract/, fuse/)
+        study.owned.append(study._path(fuse_cfg.paths.out).resolve())
     for source in study.sources:
         if source.kind == "crossfit":
             study.owned.append(study.train_out(source).resolve())

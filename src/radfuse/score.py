@@ -307,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         scored = score_manifest(args.manifest, args.study, args.out)
-    except (ScoreError, StudyError, ManifestError, ManifestInvalid, FileNotFoundError) as err:
+    except (ScoreError, StudyError, ManifestError, ManifestInvalid, FileNotFoundError, ValueError) as err:
         print(f"[radfuse] error: {err}", file=sys.stderr)
         return 2
     warned = scored.loc[scored["warnings"] != "", KEY_COLUMN].nunique()
