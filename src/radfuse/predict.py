@@ -100,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("run_dir", type=Path, help="a fuse run folder (<out>/fuse/<run>)")
     parser.add_argument("features", type=Path, help="parquet table of the new ROIs")
     parser.add_argument("--feature-set", action="append", help="score only this feature set (repeatable)")
-    parser.add_argument("--out", type=Path, help="output parquet (default: RUN_DIR/predictions_<table>.parquet)")
+    parser.add_argument("--out", type=Path, help="output parquet (default: ./predictions_<table>.parquet, never the "
+                                                 "model's folder)")
     args = parser.parse_args(argv)
     try:
         model = load_model(args.run_dir)
@@ -109,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     except (FeatureMismatch, FileNotFoundError, ValueError, RunIncomplete) as err:
         print(f"[radfuse] error: {err}", file=sys.stderr)
         return 2
-    out = args.out or args.run_dir / f"predictions_{args.features.stem}.parquet"
+    out = args.out or Path.cwd() / f"predictions_{args.features.stem}.parquet"  # a study's folder stays as fuse left it
     write_parquet(out, scored)
     print(f"[radfuse] {len(table)} ROI(s) scored -> {out} (columns case_id, feature_set, model, pred, "
           f"{PROB_PREFIX}<class>)")
