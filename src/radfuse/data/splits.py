@@ -55,7 +55,7 @@ def manifest_fingerprint(frame: pd.DataFrame) -> str:
 
 def make_splits(frame: pd.DataFrame, seed: int = 0, internal_fraction: float = 0.2, n_folds: int = 5) -> Splits:
     patients = _patient_table(frame)
-    cohorts = patients[COHORT].copy()
+    cohorts = patients[COHORT].astype(object)  # all-NaN (no cohort column) is float: strings must fit
     unassigned = cohorts.isna()
     if unassigned.any():
         cohorts[unassigned] = _split_internal(patients[unassigned], internal_fraction, seed)
