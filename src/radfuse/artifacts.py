@@ -104,7 +104,7 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
 
 def write_text(target: str | Path, text: str) -> Path:
     with atomic_path(target) as tmp:
-        tmp.write_text(text)
+        tmp.write_text(text, encoding="utf-8")
     return Path(target)
 
 
@@ -232,7 +232,7 @@ def mark_complete(folder: str | Path, stage: str) -> Path:
 def read_marker(folder: str | Path) -> dict | None:
     path = Path(folder) / COMPLETE_FILE
     try:
-        return json.loads(path.read_text())
+        return json.loads(path.read_text(encoding="utf-8"))
     except (FileNotFoundError, ValueError):
         return None
 

@@ -102,7 +102,7 @@ def release(path: Path, me: Holder) -> None:
 def read_holder(path: Path) -> tuple[Holder | None, str | None]:
     """(holder, raw text) of a lock file; holder None if it cannot be parsed, text None if there is no file."""
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return None, None
     try:
@@ -138,7 +138,7 @@ def _pid_alive(pid: int) -> bool:
 def _process_start(pid: int) -> str | None:
     """Field 22 of /proc/<pid>/stat (start time in clock ticks since boot); None where there is no /proc."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8")
     except OSError:
         return None
     return stat.rsplit(")", 1)[1].split()[19]

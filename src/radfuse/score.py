@@ -104,7 +104,7 @@ def _radiomics(study: Study, source, frame: pd.DataFrame, out: Path) -> Path:
     from radfuse.extract.radiomics import ExtractOptions
     from radfuse.extract.radiomics_run import extract_radiomics, rois_from_manifest
 
-    params = json.loads((source.extract_dir / RADIOMICS_PARAMS_FILE).read_text())
+    params = json.loads((source.extract_dir / RADIOMICS_PARAMS_FILE).read_text(encoding="utf-8"))
     cfg = source.extract_cfg
     folder = artifacts.extract_dir(out, source.block)
     # the options that change feature values come from the study; speed and failure handling are this run's

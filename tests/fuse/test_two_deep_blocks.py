@@ -25,7 +25,7 @@ TINY = ["data.classes=[0,1]", "~data.clinical.t_score", "data.split.n_folds=3", 
 def documented_commands(page: Path, marker: str) -> list[list[str]]:
     """Every `python fuse.py ...` command of a page's bash blocks that contains `marker`, as argv (shell quoting
     undone by shlex, as bash would; backslash-continued lines joined)."""
-    blocks = re.findall(r"```bash\n(.*?)```", page.read_text(), flags=re.S)
+    blocks = re.findall(r"```bash\n(.*?)```", page.read_text(encoding="utf-8"), flags=re.S)
     lines = [line for block in blocks for line in block.replace("\\\n", " ").splitlines()]
     return [shlex.split(line.split(" #")[0]) for line in lines if marker in line and "fuse.py" in line]
 

@@ -24,7 +24,7 @@ def documented_lines() -> list[str]:
     """Every command line of the pages' bash blocks that passes a run name in quotes."""
     lines = []
     for page in PAGES:
-        for block in re.findall(r"```bash\n(.*?)```", page.read_text(), flags=re.S):
+        for block in re.findall(r"```bash\n(.*?)```", page.read_text(encoding="utf-8"), flags=re.S):
             lines += [line.strip() for line in block.replace("\\\n", " ").splitlines() if QUOTED.search(line)]
     return lines
 

@@ -384,7 +384,7 @@ def ensure_cohort(out_dir: str | Path, n_patients: int = DEFAULT_PATIENTS, seed:
     out_dir = Path(out_dir)
     info_path, manifest_path = out_dir / INFO_FILE, out_dir / MANIFEST_FILE
     if manifest_path.is_file() and info_path.is_file():
-        info = json.loads(info_path.read_text())
+        info = json.loads(info_path.read_text(encoding="utf-8"))
         wanted = {"generator_version": GENERATOR_VERSION, "n_patients": n_patients, "seed": seed}
         if all(info.get(k) == v for k, v in wanted.items()) and info.get("task", DEFAULT_TASK) == task:
             return manifest_path

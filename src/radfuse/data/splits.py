@@ -114,7 +114,7 @@ def load_or_make_splits(frame: pd.DataFrame, path: str | Path, seed: int = 0, in
 
 
 def read_splits(path: str | Path) -> Splits:
-    data = json.loads(Path(path).read_text())
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
     return Splits({str(k): v for k, v in data["cohorts"].items()}, {str(k): int(v) for k, v in data["folds"].items()},
                   int(data["n_folds"]), int(data["seed"]), data["manifest_fingerprint"])
 

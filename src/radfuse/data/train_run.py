@@ -94,4 +94,4 @@ def reopen_train_run(folder: str | Path) -> TrainRun:
     if not config.is_file():
         raise FileNotFoundError(f"{folder} is not a train run folder ({CONFIG_FILE} missing): train it first "
                                 "(python train.py run=<name>)")
-    return TrainRun(folder, yaml.safe_load(config.read_text()) or {})
+    return TrainRun(folder, yaml.safe_load(config.read_text(encoding="utf-8")) or {})

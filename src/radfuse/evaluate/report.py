@@ -108,7 +108,7 @@ def build_report(run_dir: Path, predictions: pd.DataFrame, *, classes: list[str]
 
 def merge_metrics(path: Path, ours: dict) -> dict:
     """Keep what another stage (fuse) wrote to the same metrics.json; replace what an earlier report wrote."""
-    existing = json.loads(path.read_text()) if path.is_file() else {}
+    existing = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
     for key in existing.pop(EVALUATE_KEYS, []):
         existing.pop(key, None)
     return {**existing, **ours, EVALUATE_KEYS: sorted(ours)}

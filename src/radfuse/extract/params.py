@@ -45,7 +45,7 @@ def load_params(source: str | Path | Mapping[str, Any]) -> dict[str, Any]:
         if not path.is_file():
             raise RadiomicsConfigError(f"radiomics params file {path} does not exist: pass the path of a "
                                        "PyRadiomics params YAML, e.g. conf/radiomics/fast.yaml")
-        params = yaml.safe_load(path.read_text()) or {}
+        params = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         origin = str(path)
     params = {k: v for k, v in params.items() if v is not None}
     for section in ("imageType", "featureClass", "setting"):

@@ -35,7 +35,7 @@ class ContentHashes:
         self._stored: dict[str, list] = {}
         if self.index is not None and self.index.is_file():
             with contextlib.suppress(ValueError):
-                self._stored = json.loads(self.index.read_text())
+                self._stored = json.loads(self.index.read_text(encoding="utf-8"))
 
     def __call__(self, path: str | Path) -> str:
         path = str(path)
@@ -68,7 +68,7 @@ class RoiCache:
         return self.path(key).is_file()
 
     def get(self, key: str) -> dict[str, Any]:
-        return json.loads(self.path(key).read_text())
+        return json.loads(self.path(key).read_text(encoding="utf-8"))
 
     def put(self, key: str, record: dict[str, Any]) -> None:
         write_text(self.path(key), json.dumps(record))

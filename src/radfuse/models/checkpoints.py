@@ -92,7 +92,7 @@ def final_epoch_of_run(run_dir: str | os.PathLike) -> int | None:
     metrics = Path(run_dir) / "metrics.json"
     if not metrics.is_file():
         return None
-    completed = json.loads(metrics.read_text()).get("epochs_completed")
+    completed = json.loads(metrics.read_text(encoding="utf-8")).get("epochs_completed")
     return None if completed is None else int(completed) - 1
 
 

@@ -209,7 +209,7 @@ def checkpoint_source(run: str | None, checkpoint: Path, chosen: str | None) -> 
     validated_on = None
     metrics = checkpoint.parent / artifacts.METRICS_FILE
     if metrics.is_file():
-        validated_on = json.loads(metrics.read_text()).get("validated_on")
+        validated_on = json.loads(metrics.read_text(encoding="utf-8")).get("validated_on")
     return {"train_run": run, "checkpoint": checkpoint.name, "epoch": checkpoint_epoch(checkpoint),
             "validated_on": validated_on, "chosen_on_validation": chosen}
 
@@ -217,7 +217,7 @@ def checkpoint_source(run: str | None, checkpoint: Path, chosen: str | None) -> 
 def record_deep_source(folder: Path, table: str, source: dict) -> None:
     """Add one deep table's origin to <extract run>/deep_sources.json (fuse reads it to say which cohort is clean)."""
     path = folder / artifacts.DEEP_SOURCES_FILE
-    known = json.loads(path.read_text()) if path.is_file() else {}
+    known = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
     known[table] = source
     artifacts.write_json(path, known)
 

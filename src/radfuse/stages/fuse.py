@@ -231,7 +231,7 @@ def deep_block_remarks(cfg: DictConfig, blocks: dict[str, Any]) -> DeepRemarks:
 def _deep_source(table: Path) -> dict | None:
     """The extract run's record of where a deep table came from (deep_sources.json), None for older runs."""
     path = table.parent / DEEP_SOURCES_FILE
-    return json.loads(path.read_text()).get(table.name) if path.is_file() else None
+    return json.loads(path.read_text(encoding="utf-8")).get(table.name) if path.is_file() else None
 
 
 def _embeddings_caution(block: str, train_run: str | None, source: dict | None) -> str:

@@ -58,7 +58,7 @@ def check_sweep_overrides(overrides: list[str], pretrained: dict[str, bool]) -> 
 def record_job_weights(record: Path, backbone: str, weights: str) -> None:
     """Add this job's (backbone, resolved weights file) to the sweep's record; refuse a file another backbone used."""
     resolved = str(Path(weights).resolve())
-    used = json.loads(record.read_text()) if record.is_file() else {}
+    used = json.loads(record.read_text(encoding="utf-8")) if record.is_file() else {}
     others = sorted(b for b, path in used.items() if path == resolved and b != backbone)
     if others:
         raise SameWeightsRefused(
@@ -66,7 +66,7 @@ def record_job_weights(record: Path, backbone: str, weights: str) -> None:
             "from: give each pretrained backbone its own weights file (backbone.weights, README 'Pretrained weights')")
     used[backbone] = resolved
     record.parent.mkdir(parents=True, exist_ok=True)
-    record.write_text(json.dumps(used, indent=2, sort_keys=True))
+    record.write_text(json.dumps(used, indent=2, sort_keys=True), encoding="utf-8")
 
 
 def pretrained_backbones(config: DictConfig) -> dict[str, bool]:

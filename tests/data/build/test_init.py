@@ -68,7 +68,7 @@ def test_template_study_without_clinical_columns_drops_the_clinical_feature_set(
     assert "fill" in capsys.readouterr().out
     header = (study / "manifest.csv").read_text().strip().split(",")
     assert header[:6] == ["case_id", "patient_id", "image", "mask", "mask_label", "label"]
-    assert "`mask_label`" in (study / "MANIFEST.md").read_text()
+    assert "`mask_label`" in (study / "MANIFEST.md").read_text(encoding="utf-8")
     fuse = _compose("fuse", study)
     assert fuse.data.clinical is None and list(fuse.data.classes) == ["acute", "chronic"]
     assert "fused+clinical" not in fuse.feature_sets and list(fuse.feature_sets) == ["rad", "deep", "fused"]
