@@ -35,11 +35,11 @@ def executions(monkeypatch):
 
 @pytest.fixture()
 def reads(monkeypatch):
-    from radfuse.data import io
+    from radfuse.extract import scan_reader
 
     paths = []
-    original = io.read_image
-    monkeypatch.setattr(io, "read_image", lambda path: paths.append(str(path)) or original(path))
+    original = scan_reader.read_scan
+    monkeypatch.setattr(scan_reader, "read_scan", lambda path: paths.append(str(path)) or original(path))
     return paths
 
 

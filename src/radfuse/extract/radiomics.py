@@ -153,10 +153,11 @@ def _extractor(params_json: str):  # noqa: ANN202 - radiomics has no type hints
 def _read_image(path: str) -> sitk.Image:
     """NIfTI / NRRD / MHA file or DICOM series folder (radfuse.data.io); read once per scan task (the scan and
     its mask files; cleared after each task, so a worker holds one scan at a time)."""
-    from radfuse.data.io import ImageReadError, read_image
+    from radfuse.data.io import ImageReadError
+    from radfuse.extract.scan_reader import read_scan
 
     try:
-        return read_image(path)
+        return read_scan(path)
     except ImageReadError as error:
         raise RoiError(f"cannot read {path}: {error}") from error
 
