@@ -7,7 +7,8 @@ Both sides run as fresh processes on the same ROIs with the same params file; wa
 start and imports. Each round runs the tools interleaved (PyRadiomics, radfuse cold, per worker count) and the
 table keeps each one's minimum over the rounds (the machine is shared). The warm rerun is the same radfuse
 command again (same cache, same output folder); its "extraction call" time is `extract_radiomics` alone, after
-the params file is loaded, against the cold run's same call. PyRadiomics' CLI (`pyradiomics CASES.csv --param P --jobs N`) runs with radfuse's SciPy shim
+the params file is loaded, against the cold run's same call.
+PyRadiomics' CLI (`pyradiomics CASES.csv --param P --jobs N`) runs with radfuse's SciPy shim
 installed first: on SciPy >= 1.17 it would otherwise drop LBP3D silently and compute 279 features fewer.
 Prints a markdown section (and appends it to --out).
 """
