@@ -84,7 +84,8 @@ def extract_radiomics(rois: list[RoiSpec], params: Mapping[str, Any], cache_root
     failures = [(o.case_id, o.reader, o.reason) for o in summary.outcomes if o.status == "failed"] + list(rejected)
     if not entries["mask"]:
         raise NoRoiExtracted(f"radiomics: every ROI failed ({len(failures)} of "
-                             f"{len(summary.outcomes) + len(rejected)}), no table written: {describe_failures(failures) or 'no ROI in the manifest'}")
+                             f"{len(summary.outcomes) + len(rejected)}), no table written: "
+                             f"{describe_failures(failures) or 'no ROI in the manifest'}")
     digest = run_digest(entries, sorted(failures), params_name, refuse_few_grey_levels)
     stamped = read_stamp(out_dir, digest)
     if stamped is not None:  # this run's tables are already there, untouched: write nothing
