@@ -8,9 +8,9 @@ crop to the ROI (`roi_crop`), the vectorised GLCM (`fast_glcm`), features and di
 error when a configured image type or feature class yields nothing for the ROI (PyRadiomics skips a filter for a
 too-small image with a log line only).
 
-`run_scan_task` is the worker's unit of work: every ROI of one scan, so the scan is read once per run. Filters and
-resampling stay per ROI (why: `scan_tasks`). Workers run ITK and BLAS on one thread each: scans are the parallel
-axis, and on small ROIs ITK's per-filter thread hand-off costs more than it saves.
+`run_scan_task` is the worker's unit of work: every ROI of one scan, so the scan is read once per task. Filters
+and resampling stay per ROI (why: the runner's module doc). Workers run ITK and BLAS on one thread each: scans are
+the parallel axis, and on small ROIs ITK's per-filter thread hand-off costs more than it saves.
 """
 
 from __future__ import annotations
@@ -165,7 +165,7 @@ def _read_image(path: str) -> sitk.Image:
 @contextlib.contextmanager
 def one_thread_each() -> Iterator[None]:
     """ITK and BLAS on one thread inside the block (measured on 2 busy cores: eigvals 71 s with OpenBLAS threads
-    vs 1.4 s with one; ITK filters on demo ROIs 10-60 % faster single-threaded)."""
+    vs 1.4 s with one; ITK filters on demo ROIs 6-60 % faster single-threaded on the busy machine)."""
     previous = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
     try:
