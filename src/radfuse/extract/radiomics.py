@@ -9,8 +9,8 @@ error when a configured image type or feature class yields nothing for the ROI (
 too-small image with a log line only).
 
 `run_scan_task` is the worker's unit of work: every ROI of one scan, so the scan is read once per task. Filters
-and resampling stay per ROI (why: the runner's module doc). Workers run BLAS on one thread and ITK on their share of the
-cores: scans are the parallel axis.
+and resampling stay per ROI (why: the runner's module doc). Workers run ITK and BLAS on one thread each: scans are
+the parallel axis, and on small ROIs ITK's per-filter thread hand-off costs more than it saves.
 """
 
 from __future__ import annotations
@@ -163,12 +163,11 @@ def _read_image(path: str) -> sitk.Image:
 
 
 @contextlib.contextmanager
-def worker_threads(itk_threads: int = 1) -> Iterator[None]:
-    """BLAS on one thread and ITK on `itk_threads` inside the block (measured on 2 busy cores: eigvals 71 s with
-    OpenBLAS threads vs 1.4 s with one; ITK filters on demo ROIs 6-60 % faster single-threaded when every core is
-    busy, so the runner gives each worker its share of the cores)."""
+def one_thread_each() -> Iterator[None]:
+    """ITK and BLAS on one thread inside the block (measured on 2 busy cores: eigvals 71 s with OpenBLAS threads
+    vs 1.4 s with one; ITK filters on demo ROIs 6-60 % faster single-threaded on the busy machine)."""
     previous = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
-    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(max(1, int(itk_threads)))
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
     try:
         with threadpool_limits(limits=1):
             yield
@@ -183,12 +182,12 @@ def run_roi_task(task: RoiTask, params: Mapping[str, Any], cache_root: str,
 
 
 def run_scan_task(tasks: list[RoiTask], params: Mapping[str, Any], cache_root: str,
-                  options: ExtractOptions = ExtractOptions(), itk_threads: int = 1) -> list[RoiOutcome]:
+                  options: ExtractOptions = ExtractOptions()) -> list[RoiOutcome]:
     """Worker entry: the ROIs of one scan in a row (its image read once), each from the cache or extracted."""
     cache = RoiCache(cache_root)
     outcomes = []
     try:
-        with worker_threads(itk_threads):
+        with one_thread_each():
             for task in tasks:
                 outcomes.append(_one_roi(task, params, cache, options))
     finally:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import functools
 import importlib.metadata
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
@@ -126,16 +125,15 @@ def _run_joblib(scans: list[list[RoiTask]], params: dict, cache_root: str, worke
                 options: ExtractOptions) -> Iterator[list[RoiOutcome]]:
     if not scans:
         return
-    threads = max(1, (os.cpu_count() or 1) // workers)  # ITK threads: each worker's share of the cores
     if workers == 1:  # in this process: no pool to start, nothing to pickle
         for scan in scans:
-            yield run_scan_task(scan, params, cache_root, options, threads)
+            yield run_scan_task(scan, params, cache_root, options)
         return
     from joblib import Parallel, delayed
 
     # one scan per dispatch: scans take seconds each, so batching only unbalances the workers
     parallel = Parallel(n_jobs=workers, batch_size=1, return_as="generator_unordered", pre_dispatch="2*n_jobs")
-    yield from parallel(delayed(run_scan_task)(scan, params, cache_root, options, threads) for scan in scans)
+    yield from parallel(delayed(run_scan_task)(scan, params, cache_root, options) for scan in scans)
 
 
 def _run_dask(scans: list[list[RoiTask]], params: dict, cache_root: str, _workers: int, scheduler: Any,
