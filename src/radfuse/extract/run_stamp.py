@@ -21,10 +21,12 @@ from typing import Any
 from radfuse.artifacts import write_text
 
 STAMP_NAME = ".radiomics_run.json"
+TABLE_FORMAT = 1  # bump when the tables' writer changes what it writes: every stamp then misses once
 
 
 def run_digest(*parts: Any) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+    blob = json.dumps([TABLE_FORMAT, *parts], sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
 
 
 def _signature(path: Path) -> list[int] | None:
