@@ -97,7 +97,8 @@ def feature_classes(params: Mapping[str, Any]) -> list[str]:
 
 def check_requirements(params: Mapping[str, Any]) -> None:
     """Fail now, naming the package, if a configured image type would be skipped for want of a module."""
-    install_scipy_compat()
+    if "LBP3D" in image_types(params):  # the only user of the shim; scipy.special costs 0.3 s of imports
+        install_scipy_compat()
     for image_type in image_types(params):
         for module_name, attribute in REQUIRED_MODULES.get(image_type, ()):
             try:

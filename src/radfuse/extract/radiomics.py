@@ -1,29 +1,33 @@
-"""PyRadiomics on one ROI, and the cached per-ROI task that the parallel runner hands to its workers.
+"""PyRadiomics on one ROI, and the cached per-scan task that the parallel runner hands to its workers.
 
-`extract_roi` is PyRadiomics' `execute` with six additions: the mask put on the image's own array grid first,
-by the rule the validator applies (`radfuse.data.io.align_mask`: lossless reorientation of a mask stored with
-permuted / flipped axes or an origin within tolerance, nearest-neighbour resampling only with `resample_masks`), a
-value-preserving crop to the ROI (`roi_crop`), the vectorised GLCM (`fast_glcm`), the grey levels of every image
-type after discretisation (`grey_levels`), features and diagnostics split apart, and a loud error when a
-configured image type or feature class yields nothing for the ROI (PyRadiomics skips a filter for a too-small image
-with a log line only).
+`extract_roi` is PyRadiomics' `execute` (through radfuse's extractor subclass, `extractor`: grey-level counts,
+cheaper provenance) with five additions: the mask put on the image's own array grid first, by the rule the
+validator applies (`radfuse.data.io.align_mask`: lossless reorientation of a mask stored with permuted / flipped
+axes or an origin within tolerance, nearest-neighbour resampling only with `resample_masks`), a value-preserving
+crop to the ROI (`roi_crop`), the vectorised GLCM (`fast_glcm`), features and diagnostics split apart, and a loud
+error when a configured image type or feature class yields nothing for the ROI (PyRadiomics skips a filter for a
+too-small image with a log line only).
+
+`run_scan_task` is the worker's unit of work: every ROI of one scan, so the scan is read once per task. Filters
+and resampling stay per ROI (why: the runner's module doc). Workers run ITK and BLAS on one thread each: scans are
+the parallel axis, and on small ROIs ITK's per-filter thread hand-off costs more than it saves.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import SimpleITK as sitk
 from threadpoolctl import threadpool_limits
 
 from radfuse.extract._compat import install_scipy_compat
 from radfuse.extract.fast_glcm import vectorised_glcm
-from radfuse.extract.grey_levels import grey_level_extractor
 from radfuse.extract.params import image_types, missing_outputs, quiet_pyradiomics, split_result
 from radfuse.extract.roi_cache import RoiCache
 from radfuse.extract.roi_crop import crop_to_roi
@@ -136,27 +140,62 @@ def _only_label(mask: sitk.Image, source: object) -> int:
 
 @functools.lru_cache(maxsize=4)
 def _extractor(params_json: str):  # noqa: ANN202 - radiomics has no type hints
+    from radfuse.extract.extractor import radfuse_extractor
+
+    params = json.loads(params_json)
     quiet_pyradiomics()
-    install_scipy_compat()
-    return grey_level_extractor(json.loads(params_json))
+    if "LBP3D" in image_types(params):  # LBP3D alone needs the SciPy shim; scipy.special is 0.3 s of imports
+        install_scipy_compat()
+    return radfuse_extractor(params)
 
 
-@functools.lru_cache(maxsize=2)
+@functools.lru_cache(maxsize=8)
 def _read_image(path: str) -> sitk.Image:
-    """NIfTI / NRRD / MHA file or DICOM series folder (radfuse.data.io); read once per worker for its ROIs, since
-    several ROIs of one scan usually reach the same worker in a row."""
-    from radfuse.data.io import ImageReadError, read_image
+    """NIfTI / NRRD / MHA file or DICOM series folder (radfuse.data.io); read once per scan task (the scan and
+    its mask files; cleared after each task, so a worker holds one scan at a time)."""
+    from radfuse.data.io import ImageReadError
+    from radfuse.extract.scan_reader import read_scan
 
     try:
-        return read_image(path)
+        return read_scan(path)
     except ImageReadError as error:
         raise RoiError(f"cannot read {path}: {error}") from error
 
 
+@contextlib.contextmanager
+def one_thread_each() -> Iterator[None]:
+    """ITK and BLAS on one thread inside the block (measured on 2 busy cores: eigvals 71 s with OpenBLAS threads
+    vs 1.4 s with one; ITK filters on demo ROIs 6-60 % faster single-threaded on the busy machine)."""
+    previous = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
+    try:
+        with threadpool_limits(limits=1):
+            yield
+    finally:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(previous)
+
+
 def run_roi_task(task: RoiTask, params: Mapping[str, Any], cache_root: str,
                  options: ExtractOptions = ExtractOptions()) -> RoiOutcome:
-    """Worker entry: reuse the cached result, or extract and cache it (failures too, with their reason)."""
+    """Reuse the cached result of one ROI, or extract and cache it (failures too, with their reason)."""
+    return run_scan_task([task], params, cache_root, options)[0]
+
+
+def run_scan_task(tasks: list[RoiTask], params: Mapping[str, Any], cache_root: str,
+                  options: ExtractOptions = ExtractOptions()) -> list[RoiOutcome]:
+    """Worker entry: the ROIs of one scan in a row (its image read once), each from the cache or extracted."""
     cache = RoiCache(cache_root)
+    outcomes = []
+    try:
+        with one_thread_each():
+            for task in tasks:
+                outcomes.append(_one_roi(task, params, cache, options))
+    finally:
+        _read_image.cache_clear()  # the next scan is another one: hold no image between tasks
+    return outcomes
+
+
+def _one_roi(task: RoiTask, params: Mapping[str, Any], cache: RoiCache, options: ExtractOptions) -> RoiOutcome:
     if cache.has(task.key):
         record = cache.get(task.key)
         if "error" not in record or not options.retry_failed:
@@ -164,11 +203,8 @@ def run_roi_task(task: RoiTask, params: Mapping[str, Any], cache_root: str,
                               record.get("error", ""))
     start = time.perf_counter()
     try:
-        # ROIs are the parallel axis: BLAS threads inside one ROI only fight the other workers for the cores
-        # (measured on 2 busy cores: eigvals 71 s with OpenBLAS threads vs 1.4 s with one)
-        with threadpool_limits(limits=1):
-            features, diagnostics = extract_roi(task.image, task.mask, task.label, params, options.crop,
-                                                options.fast_glcm, options.resample_masks)
+        features, diagnostics = extract_roi(task.image, task.mask, task.label, params, options.crop,
+                                            options.fast_glcm, options.resample_masks)
     except RoiError as error:
         cache.put(task.key, {"error": str(error)})
         return RoiOutcome(task.case_id, task.key, task.reader, "failed", str(error), time.perf_counter() - start)

@@ -16,11 +16,15 @@ from radfuse.extract.icc import ICC_COLUMNS, feature_icc
 from radfuse.extract.params import RadiomicsConfigError, check_requirements, feature_column
 from radfuse.extract.radiomics import ExtractOptions
 from radfuse.extract.roi_cache import ContentHashes, RoiCache
+from radfuse.extract.run_stamp import read_stamp, run_digest, write_stamp
 from radfuse.extract.runner import RoiSpec, RunSummary, describe_failures, make_tasks, run_tasks
 from radfuse.extract.tables import read_feature_matrix, reference_columns, write_feature_tables
 
 log = logging.getLogger(__name__)
 FAILURE_COLUMNS = ("case_id", "reader", "reason")
+GREY_LEVEL_COLUMNS = ["n_rois", "median", "min", "p05", "fraction_below"]
+TABLES = (artifacts.GREY_LEVELS_TABLE, artifacts.RADIOMICS_TABLE, artifacts.RADIOMICS_DIAGNOSTICS_TABLE,
+          artifacts.ICC_TABLE, artifacts.FAILURES_TABLE)
 
 
 class NoRoiExtracted(RadiomicsConfigError):
@@ -81,9 +85,16 @@ def extract_radiomics(rois: list[RoiSpec], params: Mapping[str, Any], cache_root
                for reader in ("mask", *mf.SECOND_MASK_COLUMNS)}
     failures = [(o.case_id, o.reader, o.reason) for o in summary.outcomes if o.status == "failed"] + list(rejected)
     if not entries["mask"]:
-        raise NoRoiExtracted(f"radiomics: every ROI failed ({len(failures)} of {len(summary.outcomes) + len(rejected)}), no table "
-                             f"written: {describe_failures(failures) or 'no ROI in the manifest'}")
-    grey = summarise_grey_levels(pd.DataFrame([cache.get(key)["diagnostics"] for _, key in entries["mask"]]))
+        raise NoRoiExtracted(f"radiomics: every ROI failed ({len(failures)} of "
+                             f"{len(summary.outcomes) + len(rejected)}), no table written: "
+                             f"{describe_failures(failures) or 'no ROI in the manifest'}")
+    digest = run_digest(entries, sorted(failures), params_name, refuse_few_grey_levels)
+    stamped = read_stamp(out_dir, digest)
+    if stamped is not None:  # this run's tables are already there, untouched: write nothing
+        grey = GreyLevelSummary(pd.DataFrame.from_dict(stamped["grey_levels"], orient="index",
+                                                       columns=GREY_LEVEL_COLUMNS).rename_axis("image"))
+    else:
+        grey = summarise_grey_levels(pd.DataFrame([cache.get(key)["diagnostics"] for _, key in entries["mask"]]))
     for line in grey.lines():
         log.info("radiomics grey levels: %s", line)
     refusal = grey_level_refusal(grey, params_name, params.get("setting") or {})
@@ -91,21 +102,34 @@ def extract_radiomics(rois: list[RoiSpec], params: Mapping[str, Any], cache_root
         raise RadiomicsConfigError(refusal)
     if refusal:
         log.warning("%s", refusal)
+    if stamped is not None:
+        failure_frame = pd.DataFrame([tuple(f) for f in stamped["failures"]], columns=list(FAILURE_COLUMNS))
+        n_rows = stamped["n_rows"]
+    else:
+        failure_frame, n_rows = _write_tables(out_dir, entries, failures, cache, grey)
+        write_stamp(out_dir, digest, list(TABLES), {"grey_levels": grey.table.to_dict(orient="index"),
+                                                    "failures": failure_frame.values.tolist(), "n_rows": n_rows})
+    if len(failure_frame):
+        log.warning("radiomics: %d of %d ROIs failed, reasons in %s; first: %s", len(failure_frame),
+                    len(summary.outcomes) + len(rejected), out_dir / artifacts.FAILURES_TABLE,
+                    describe_failures([tuple(f) for f in failure_frame.values.tolist()], 1))
+    log.info("radiomics: %d ROIs in the table, %d computed, %d from cache, %d failed", n_rows,
+             summary.count("computed"), summary.count("cached"), len(failure_frame))
+    return RadiomicsRunResult(summary, n_rows, failure_frame, grey)
+
+
+def _write_tables(out_dir: Path, entries: dict[str, list[tuple[str, str]]], failures: list[tuple[str, str, str]],
+                  cache: RoiCache, grey: GreyLevelSummary) -> tuple[pd.DataFrame, int]:
+    """Write the tables of a run; (failures table, rows in the feature table)."""
     artifacts.write_csv(out_dir / artifacts.GREY_LEVELS_TABLE, grey.table.reset_index())
     incomplete = write_feature_tables(entries["mask"], cache, out_dir / artifacts.RADIOMICS_TABLE,
                                       out_dir / artifacts.RADIOMICS_DIAGNOSTICS_TABLE)
-    failures += [(case_id, "mask", reason) for case_id, reason in incomplete]
+    failures = failures + [(case_id, "mask", reason) for case_id, reason in incomplete]
     for reader, table in ((mf.MASK2, artifacts.ICC_TABLE), (mf.MASK_REPEAT, artifacts.ICC_INTRA_TABLE)):
         _write_icc(entries["mask"], entries[reader], incomplete, cache, out_dir / table)
     failure_frame = pd.DataFrame(sorted(failures), columns=list(FAILURE_COLUMNS))
     artifacts.write_csv(out_dir / artifacts.FAILURES_TABLE, failure_frame)
-    n_rows = len(entries["mask"]) - len(incomplete)
-    if failures:
-        log.warning("radiomics: %d of %d ROIs failed, reasons in %s; first: %s", len(failures),
-                    len(summary.outcomes) + len(rejected), out_dir / artifacts.FAILURES_TABLE, describe_failures(failures, 1))
-    log.info("radiomics: %d ROIs in the table, %d computed, %d from cache, %d failed", n_rows,
-             summary.count("computed"), summary.count("cached"), len(failure_frame))
-    return RadiomicsRunResult(summary, n_rows, failure_frame, grey)
+    return failure_frame, len(entries["mask"]) - len(incomplete)
 
 
 def _write_icc(first_entries: list[tuple[str, str]], second_entries: list[tuple[str, str]],

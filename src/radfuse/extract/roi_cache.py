@@ -33,6 +33,7 @@ class ContentHashes:
         self.index = Path(index) if index is not None else None
         self._known: dict[str, str] = {}
         self._stored: dict[str, list] = {}
+        self._changed = False
         if self.index is not None and self.index.is_file():
             with contextlib.suppress(ValueError):
                 self._stored = json.loads(self.index.read_text(encoding="utf-8"))
@@ -48,10 +49,12 @@ class ContentHashes:
                 self._known[path] = file_sha256(path)
                 if not Path(path).is_dir():  # a folder's mtime misses files rewritten in place: always hash
                     self._stored[path] = [stat.st_size, stat.st_mtime_ns, self._known[path]]
+                    self._changed = True
         return self._known[path]
 
     def save(self) -> None:
-        if self.index is not None:
+        """Write the index if a file was hashed (a warm rerun writes nothing)."""
+        if self.index is not None and self._changed:
             write_text(self.index, json.dumps(self._stored))
 
 
