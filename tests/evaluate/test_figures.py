@@ -63,4 +63,36 @@ def test_roc_legend_quotes_the_tables_macro_auc(sample):
     labels, probs = sample
     legend = [t.get_text() for t in figures.roc_figure(labels, probs, CLASSES, "x").axes[0].get_legend().texts]
     macro = roc_auc_score(labels, probs, multi_class="ovr", average="macro")
-    assert f"macro-average (AUC {macro:.3f})" in legend
+    assert any(t.startswith(f"macro-average: AUC {macro:.3f} (95% CI ") for t in legend)
+
+
+def test_roc_legend_holds_auc_with_ci_and_bands_are_drawn(sample):
+    from matplotlib.collections import PolyCollection
+    from sklearn.metrics import roc_auc_score
+
+    labels, probs = sample
+    fig = figures.roc_figure(labels, probs, CLASSES, "t", n_resamples=100, seed=3)
+    entries = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert len(entries) == 5  # 3 classes, micro, macro
+    assert all("95% CI" in e for e in entries)
+    bands = [c for c in fig.axes[0].collections if isinstance(c, PolyCollection)]
+    assert len(bands) == 3
+    # the legend's estimate is scikit-learn's AUC; its interval is the percentile interval of a patient bootstrap
+    # redone here independently (same seed, same draws: a multinomial of n over n patients per resample)
+    rng = np.random.default_rng(3)
+    counts = rng.multinomial(len(labels), np.full(len(labels), 1 / len(labels)), size=100)
+    y = labels == "1"
+    boot = [roc_auc_score(np.repeat(y, c), np.repeat(probs[:, 1], c)) for c in counts]
+    low, high = np.percentile(boot, [2.5, 97.5])
+    assert entries[1] == f"class 1: AUC {roc_auc_score(y, probs[:, 1]):.3f} (95% CI {low:.3f}-{high:.3f})"
+
+
+def test_lasso_path_has_a_legend_of_top_features_and_the_lambda_in_3_significant_digits():
+    lambdas = np.logspace(-3, 0, 20)
+    signs = np.where(np.arange(12) % 2, -1, 1)  # |coef| orders the legend, not the sign
+    path = pd.DataFrame(np.outer(1 - lambdas, np.arange(12) * signs), index=lambdas,
+                        columns=[f"feature_{i}" for i in range(12)])
+    fig = figures.lasso_path_figure(path, 0.0099549622268932, "t", top=5)
+    entries = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert entries[0] == "chosen lambda = 0.00995"
+    assert entries[1:] == [f"feature_{i}" for i in (11, 10, 9, 8, 7)]  # largest |coef| at the chosen lambda first

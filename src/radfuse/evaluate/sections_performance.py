@@ -120,11 +120,14 @@ def _detail_table(ctx: ReportContext, result: dict) -> pd.DataFrame:
 
 def roc_section(ctx: ReportContext) -> Section:
     section = Section("roc", "ROC curves (one-vs-rest per class, micro and macro average)")
+    section.text(f"Shaded bands and the intervals in every legend entry: 95% patient-level bootstrap percentile "
+                 f"intervals ({ctx.n_resamples} resamples, seed {ctx.seed}), the resamples of the tables.")
     for key in ctx.selected:
         tags = []
         for name, frame in ctx.sets(key).items():
             a = ctx.arrays(frame)
-            fig = figures.roc_figure(a.labels, a.probs, ctx.classes, f"{model_label(key)} - {name}")
+            fig = figures.roc_figure(a.labels, a.probs, ctx.classes, f"{model_label(key)} - {name}", groups=a.groups,
+                                     n_resamples=ctx.n_resamples, seed=ctx.seed)
             tags.append(ctx.figures.embed(fig, f"roc_{model_label(key)}_{name}"))
         section.blocks.append(f"<h3>{model_label(key)}</h3>" + figure_row(tags))
     return section
