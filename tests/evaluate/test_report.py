@@ -91,7 +91,7 @@ def test_every_figure_is_saved_as_png_and_pdf(full_report):
     pdfs = {p.stem for p in folder.glob("*.pdf")}
     assert pngs == pdfs and len(pngs) > 25
     for prefix in ("roc_", "dca_", "calibration_", "confusion_", "shap_bar", "shap_beeswarm", "shap_decision",
-                   "nomogram_", "lasso_path", "delong_macro", "classifier_comparison"):
+                   "nomogram_", "lasso_path", "delong_forest", "classifier_comparison"):
         assert any(p.startswith(prefix) for p in pngs), prefix
     assert (full_report.parent / "delong.csv").is_file() and (full_report.parent / "shap_values.parquet").is_file()
 

@@ -130,16 +130,21 @@ def confusion_figure(matrix: np.ndarray, classes: list[str], title: str):
 
 
 def interval_figure(frame: pd.DataFrame, label: str, value: str, low: str, high: str, xlabel: str, title: str,
-                    reference: float | None = None):
-    """Forest plot: one row per entry with its estimate and CI (classifier comparison, DeLong differences)."""
+                    reference: float | None = None, annotations: list[str] | None = None):
+    """Forest plot: one row per entry with its estimate and CI (classifier comparison, DeLong differences);
+    `annotations` are printed at the right of each row (e.g. adjusted p-values)."""
     frame = frame.reset_index(drop=True)
-    fig, ax = plt.subplots(figsize=(6, 0.35 * len(frame) + 1.5))
+    fig, ax = plt.subplots(figsize=(8, 0.4 * len(frame) + 1.6))
     y = np.arange(len(frame))[::-1]
     err = np.vstack([frame[value] - frame[low], frame[high] - frame[value]]).clip(min=0)
     ax.errorbar(frame[value], y, xerr=err, fmt="o", color="tab:blue", capsize=3)
     if reference is not None:
         ax.axvline(reference, color="grey", lw=1, ls="--")
-    ax.set_yticks(y, frame[label])
+    ax.set_yticks(y, frame[label], fontsize=9)
+    ax.set_ylim(-0.7, len(frame) - 0.3)
+    if annotations:
+        for yi, text in zip(y, annotations):
+            ax.annotate(text, (1.01, yi), xycoords=("axes fraction", "data"), va="center", fontsize=8)
     ax.set(xlabel=xlabel, title=title)
     fig.tight_layout()
     return fig

@@ -1,0 +1,97 @@
+"""What a reviewer reads: the DeLong summary, numbers at small n, study order, the nomogram's inputs, Methods and
+the CLEAR / TRIPOD+AI checklists. One small report (three held-out-capable cohorts, four feature sets)."""
+
+import json
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from radfuse.evaluate import synthetic
+from radfuse.evaluate.report import build_report
+
+CLASSES = ["0", "1", "2"]
+FEATURE_SETS = {"rad": ["rad"], "deep": ["deep"], "fused": ["rad", "deep"], "fused+clinical": ["rad", "deep", "clinical"]}
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    manifest = synthetic.simulate_manifest(CLASSES, {"train": 60, "internal": 24, "external": 24, "prospective": 6},
+                                           seed=0)
+    manifest["age"] = manifest["age"].round().astype(int)  # integer ages, as a hospital records them
+    models = {("rad", "lr"): 0.8, ("deep", "lr"): 1.0, ("fused", "lr"): 1.6, ("fused+clinical", "lr"): 2.2}
+    predictions = synthetic.simulate_predictions(manifest, CLASSES, models, seed=1)
+    out = tmp_path_factory.mktemp("content") / "run"
+    config = {"feature_sets": FEATURE_SETS, "cv": {"n_splits": 5, "seed": 0}, "report": {"n_resamples": 30}}
+    report = build_report(out, predictions, classes=CLASSES, manifest=manifest,
+                          clinical_columns=["age", "sex", "t_score"],
+                          extras={"n_resamples": 30, "config": config,
+                                  "selection": {"rad": {"lr": 0.7}, "deep": {"lr": 0.75}, "fused": {"lr": 0.8},
+                                                "fused+clinical": {"lr": 0.9}}})
+    return report, json.loads((out / "metrics.json").read_text()), report.read_text()
+
+
+def _holm_by_hand(p):
+    order = np.argsort(p)
+    adjusted, running = np.empty(len(p)), 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(p) - rank) * p[i]))
+        adjusted[i] = running
+    return adjusted
+
+
+def test_delong_summary_holds_fused_vs_single_on_held_out_cohorts_holm_adjusted(run):
+    _, data, text = run
+    summary = pd.DataFrame(data["delong_summary"])
+    assert set(summary["cohort"]) <= {"internal", "external", "prospective"} and "internal" in set(summary["cohort"])
+    assert summary["model1"].str.split("/").str[0].isin(["fused", "fused+clinical"]).all()
+    assert summary["model2"].str.split("/").str[0].isin(["rad", "deep"]).all()
+    assert len(summary) == 2 * 2 * summary["cohort"].nunique()
+    cohorts = list(dict.fromkeys(summary["cohort"]))
+    assert cohorts == [c for c in ("internal", "external", "prospective") if c in cohorts]  # study order
+    assert summary["p_holm"].to_numpy() == pytest.approx(_holm_by_hand(summary["p_value"].to_numpy()))
+    assert (summary["p_holm"] >= summary["p_value"]).all()
+    assert "p (Holm)" in text and "all comparisons" not in text  # the 100-row dump stays in delong.csv
+    full = pd.read_csv(_dir(run) / "delong.csv")
+    assert len(full) > len(summary) and {"train_cv"} <= set(full["set1"])
+    assert (_dir(run) / "figures" / "delong_forest_fused_vs_single.png").is_file()
+
+
+def _dir(run):
+    return run[0].parent
+
+
+def test_no_zero_width_intervals_and_small_n_says_so(run):
+    _, data, text = run
+    assert "0.000 (0.000-0.000)" not in text
+    assert "n &lt; 10: no CI" in text  # the 6-patient prospective cohort
+    sens = data["models"]["fused/lr"]["sets"]["internal"]["per_class"]["0"]["sensitivity"]
+    assert sens["ci_wilson"][0] is not None and sens["n"] > 0
+
+
+def test_overview_has_no_python_list_reprs_and_cohorts_are_in_study_order(run):
+    _, _, text = run
+    overview = text[text.index('<section id="overview">'):text.index("</section>")]
+    assert "['" not in overview and "[(" not in overview
+    table1 = text[text.index("Table 1 by cohort"):]
+    header = table1[:table1.index("</tr>")]
+    positions = [header.index(f"<th>{c}</th>") for c in ("train", "internal", "external", "prospective")]
+    assert positions == sorted(positions)
+
+
+def test_table1_keeps_the_datas_precision(run):
+    _, data, _ = run
+    rows = data["table1"]["by cohort"]
+    age = next(r for r in rows if r["variable"] == "age")
+    assert re.fullmatch(r"\d+ \[\d+, \d+\]|\d+ \(\d+\)", age["train"]), age["train"]
+    t_score = next(r for r in rows if r["variable"] == "t_score")
+    assert re.fullmatch(r"-?\d+\.\d\d [\[(].*", t_score["train"]), t_score["train"]
+
+
+def test_combined_model_does_not_count_clinical_variables_twice(run):
+    _, data, text = run
+    combined = data["combined_model"]
+    assert combined["model"].split("/")[0] == "fused"  # best selected set without the clinical block
+    assert "fused+clinical" in combined["excluded"]
+    assert "already contains the clinical block" in text
