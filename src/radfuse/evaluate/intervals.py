@@ -6,8 +6,10 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
-MIN_N_FOR_CI = 10  # fewer cases in a proportion's denominator (or in an AUC's smaller class x 2): no CI shown
-NO_CI = f"n < {MIN_N_FOR_CI}: no CI"
+MIN_N_FOR_CI = 10  # fewer cases in a proportion's denominator: no CI shown
+MIN_GROUP_FOR_AUC_CI = 5  # fewer positives or negatives behind an AUC: no CI shown
+RULE = (f"No interval is shown for a proportion with fewer than {MIN_N_FOR_CI} cases in its denominator, nor for an "
+        f"AUC with fewer than {MIN_GROUP_FOR_AUC_CI} positive or negative cases ('n < ...: no CI').")
 
 
 def wilson(successes: float, n: float, alpha: float = 0.05) -> tuple[float | None, float | None]:
@@ -21,13 +23,15 @@ def wilson(successes: float, n: float, alpha: float = 0.05) -> tuple[float | Non
     return float(max(0.0, centre - half)), float(min(1.0, centre + half))
 
 
-def format_estimate(estimate, ci, n: int | None = None, digits: int = 3) -> str:
-    """`0.812 (0.743-0.871)`; the estimate alone with 'n < 10: no CI' when n is below MIN_N_FOR_CI."""
+def format_estimate(estimate, ci, n: int | None = None, digits: int = 3, minimum: int = MIN_N_FOR_CI,
+                    unit: str = "") -> str:
+    """`0.812 (0.743-0.871)`; the estimate alone with 'n < 10: no CI' when n is below `minimum`, and alone when
+    the interval has no width (a degenerate bootstrap)."""
     if estimate is None or (isinstance(estimate, float) and not np.isfinite(estimate)):
         return "n/a"
     head = f"{estimate:.{digits}f}"
-    if n is not None and n < MIN_N_FOR_CI:
-        return f"{head} ({NO_CI})"
-    if ci is None or ci[0] is None or ci[1] is None:
+    if n is not None and n < minimum:
+        return f"{head} (n < {minimum}{unit}: no CI)"
+    if ci is None or ci[0] is None or ci[1] is None or f"{ci[0]:.{digits}f}" == f"{ci[1]:.{digits}f}":
         return head
     return f"{head} ({ci[0]:.{digits}f}-{ci[1]:.{digits}f})"

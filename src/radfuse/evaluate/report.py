@@ -54,9 +54,10 @@ def check_predictions(predictions: pd.DataFrame, classes: list[str]) -> pd.DataF
 
 def overview_section(ctx: ReportContext) -> Section:
     section = Section("overview", "Overview")
-    section.text(f"Classes: {ctx.classes}. Models in the predictions: "
-                 f"{[model_label(k) for k in metrics.model_keys(ctx.predictions)]}. Models reported in detail "
-                 f"(the winner of each feature set): {[model_label(k) for k in ctx.selected]}.")
+    all_models = metrics.model_keys(ctx.predictions)
+    section.text(f"Classes: {', '.join(ctx.classes)}. {len(all_models)} models in the predictions "
+                 f"({len({k[0] for k in all_models})} feature sets); reported in detail (the winner of each feature "
+                 f"set): {', '.join(model_label(k) for k in ctx.selected)}.")
     section.text(f"Model selection: {ctx.selection_rule}")
     section.text(f"Evaluation sets: '{metrics.OOF_SET}' = out-of-fold predictions on the training cohort; "
                  "each cohort name = the final (refit) model on that cohort ('train' = apparent performance).")

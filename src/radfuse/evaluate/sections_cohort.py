@@ -18,7 +18,7 @@ def cohort_section(ctx: ReportContext) -> Section:
         columns=ctx.classes, fill_value=0).rename_axis(index="cohort", columns=None)
     counts = counts.loc[sorted(counts.index, key=_cohort_order)]
     counts["patients"] = refit.groupby(refit["cohort"].astype(str))["patient_id"].nunique()
-    section.table(counts.reset_index(), "cases per cohort and class")
+    section.table(counts.reset_index(), "cases per cohort and class (study order)")
     ctx.out["cohorts"] = counts.to_dict(orient="index")
     if ctx.manifest is None:
         section.unavailable("Table 1 needs the manifest (pass --manifest or manifest=)")
@@ -33,7 +33,7 @@ def cohort_section(ctx: ReportContext) -> Section:
     patients = ctx.manifest.drop_duplicates("patient_id")  # one row per patient: ROIs would repeat a patient
     tables = {}
     if "cohort" in patients and patients["cohort"].nunique() > 1:
-        tables["by cohort"] = table1.baseline_table(patients, clinical, "cohort")
+        tables["by cohort"] = table1.baseline_table(patients, clinical, "cohort", order=COHORTS)
     in_train = patients["cohort"].astype(str) == "train" if "cohort" in patients else pd.Series(False)
     train = patients[in_train] if in_train.any() else patients  # no 'train' cohort: compare classes overall
     tables["by class (training cohort)"] = table1.baseline_table(train, clinical, "label")
