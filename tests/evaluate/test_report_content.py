@@ -93,5 +93,5 @@ def test_combined_model_does_not_count_clinical_variables_twice(run):
     _, data, text = run
     combined = data["combined_model"]
     assert combined["model"].split("/")[0] == "fused"  # best selected set without the clinical block
-    assert "fused+clinical" in combined["excluded"]
+    assert combined["excluded"] == ["fused+clinical/lr"]
     assert "already contains the clinical block" in text

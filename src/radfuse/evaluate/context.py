@@ -58,6 +58,15 @@ class ReportContext:
             return feature_set.split("+")
         return [feature_set, "?"] if feature_set.startswith("fused") else [feature_set]
 
+    def score_name(self, feature_set: str) -> str:
+        """'Rad-score' for the radiomics block alone; else the set's name ('DTL score', 'fused score')."""
+        if self.blocks_of(feature_set) in (["rad"], ["radiomics"]):
+            return "Rad-score"
+        return f"{feature_set.upper() if len(feature_set) <= 3 else feature_set} score"
+
+    def has_clinical(self, feature_set: str) -> bool:
+        return any(b == "clinical" for b in self.blocks_of(feature_set)) or "clinical" in feature_set
+
     def is_fused(self, feature_set: str) -> bool:
         return len(self.blocks_of(feature_set)) > 1
 

@@ -67,8 +67,10 @@ def features_section(ctx: ReportContext) -> Section:
             coefs = _coefficient_frame(entry["coefs"], entry.get("features", path.get("features")),
                                        entry.get("classes", path.get("classes")))
             kept = coefs[(coefs != 0).any(axis=1)]
+            score = ctx.score_name(name) if name else "score"
+            shown_lambda = f"{chosen:.3g}" if isinstance(chosen, (int, float)) else str(chosen)
             section.table(kept.rename_axis("feature").reset_index(),
-                          f"{name} selected features and rad-score coefficients (lambda = {chosen})".strip())
+                          f"{name} selected features and {score} coefficients (lambda = {shown_lambda})".strip())
             for column in coefs.columns:
                 tags.append(ctx.figures.embed(figures.coefficient_figure(coefs[column], f"{name} {column}".strip()),
                                               f"lasso_coefficients_{label}_{column}"))
