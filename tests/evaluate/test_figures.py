@@ -96,3 +96,20 @@ def test_lasso_path_has_a_legend_of_top_features_and_the_lambda_in_3_significant
     entries = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert entries[0] == "chosen lambda = 0.00995"
     assert entries[1:] == [f"feature_{i}" for i in (11, 10, 9, 8, 7)]  # largest |coef| at the chosen lambda first
+
+
+def test_figure_files_are_300_dpi_png_and_pdf(tmp_path):
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    from radfuse.evaluate.html import FigureSink
+
+    sink = FigureSink(tmp_path)
+    fig, ax = plt.subplots(figsize=(4, 3))
+    ax.plot([0, 1], [0, 1])
+    tag = sink.embed(fig, "roc_fused/lr_external")
+    png = Image.open(tmp_path / "roc_fused_lr_external.png")
+    assert png.info["dpi"][0] == pytest.approx(300, abs=1)
+    assert png.size[0] > 3.5 * 300 * 0.8  # about 4 inches at 300 dpi (tight bounding box)
+    assert (tmp_path / "roc_fused_lr_external.pdf").read_bytes()[:4] == b"%PDF"
+    assert "data:image/png;base64," in tag
