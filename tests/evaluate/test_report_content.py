@@ -22,14 +22,43 @@ def run(tmp_path_factory):
     manifest["age"] = manifest["age"].round().astype(int)  # integer ages, as a hospital records them
     models = {("rad", "lr"): 0.8, ("deep", "lr"): 1.0, ("fused", "lr"): 1.6, ("fused+clinical", "lr"): 2.2}
     predictions = synthetic.simulate_predictions(manifest, CLASSES, models, seed=1)
-    out = tmp_path_factory.mktemp("content") / "run"
-    config = {"feature_sets": FEATURE_SETS, "cv": {"n_splits": 5, "seed": 0}, "report": {"n_resamples": 30}}
+    root = tmp_path_factory.mktemp("content")
+    out = root / "fuse" / "run"
+    config = {"feature_sets": FEATURE_SETS, "cv": {"n_splits": 5, "seed": 0}, "report": {"n_resamples": 30},
+              "paths": {"out": str(root)}, "tables": {"rad": str(_extract_folder(root, manifest) / "radiomics.parquet")},
+              "data": {"mode": "2d", "spacing": [1.0, 1.0, 1.0], "size": 64, "window": "bone_w1500_l500"},
+              "blocks": {"rad": {"combat": {"_target_": "radfuse.fuse.combat.ComBat", "site_column": "meta__site"},
+                                 "icc": {"_target_": "radfuse.fuse.filters.ICCFilter", "icc_column": "icc2_1",
+                                         "threshold": 0.8}}}}
     report = build_report(out, predictions, classes=CLASSES, manifest=manifest,
                           clinical_columns=["age", "sex", "t_score"],
                           extras={"n_resamples": 30, "config": config,
                                   "selection": {"rad": {"lr": 0.7}, "deep": {"lr": 0.75}, "fused": {"lr": 0.8},
                                                 "fused+clinical": {"lr": 0.9}}})
     return report, json.loads((out / "metrics.json").read_text()), report.read_text()
+
+
+def _extract_folder(root, manifest):
+    """An extract run folder as radfuse writes it: settings, grey levels, ICC, deep sources, one refused case."""
+    folder = root / "extract" / "default"
+    folder.mkdir(parents=True)
+    (folder / "radiomics.parquet").write_bytes(b"")
+    (folder / "radiomics_params.json").write_text(json.dumps(
+        {"imageType": {"Original": {}}, "featureClass": {"firstorder": [], "glcm": []},
+         "setting": {"binWidth": 25, "normalize": True, "resampledPixelSpacing": [1, 1, 1]}}))
+    pd.DataFrame({"image": ["original"], "n_rois": [118], "median": [32.0], "min": [12.0], "p05": [20.0],
+                  "fraction_below": [0.02]}).to_csv(folder / "grey_levels.csv", index=False)
+    pd.DataFrame({"feature": ["a", "b", "c"], "icc2_1": [0.95, 0.81, 0.42], "n": [20, 20, 20]}).to_parquet(
+        folder / "icc.parquet")
+    (folder / "deep_sources.json").write_text(json.dumps({"deep.parquet": {"source": "checkpoint", "train_run": "cnn",
+                                                                           "checkpoint": "last.ckpt", "epoch": 19}}))
+    pd.DataFrame({"case_id": [manifest["case_id"].iloc[0]], "reader": [1], "reason": ["empty mask"]}).to_csv(
+        folder / "failures.csv", index=False)
+    train = root / "train" / "cnn"
+    train.mkdir(parents=True)
+    (train / "config.yaml").write_text("model:\n  arch: resnet18\noptimizer:\n  _target_: torch.optim.AdamW\n"
+                                       "  lr: 0.001\ntrainer:\n  max_epochs: 20\n")
+    return folder
 
 
 def _holm_by_hand(p):
@@ -95,3 +124,30 @@ def test_combined_model_does_not_count_clinical_variables_twice(run):
     assert combined["model"].split("/")[0] == "fused"  # best selected set without the clinical block
     assert combined["excluded"] == ["fused+clinical/lr"]
     assert "already contains the clinical block" in text
+
+
+def _section(text: str, anchor: str) -> str:
+    start = text.index(f'<section id="{anchor}">')
+    return text[start:text.index("</section>", start)]
+
+
+def test_methods_are_written_from_the_runs_artefacts(run):
+    _, data, text = run
+    methods = _section(text, "methods")
+    assert "fixed bin width 25" in methods and "median 32 grey levels" in methods
+    assert "Kept at icc2_1 &gt;= 0.8: 2 of 3 features" in methods
+    assert "ComBat by meta__site" in methods
+    assert "CNN resnet18" in methods and "AdamW lr 0.001" in methods and "20 epochs" in methods
+    flow = {r["cohort"]: r for r in data["flow"]}
+    assert list(flow) == ["train", "internal", "external", "prospective"]
+    assert flow["train"]["ROIs refused or failed at extraction"] == 1 and flow["prospective"]["patients listed"] == 6
+    assert "section_errors" not in data
+
+
+def test_methods_without_inputs_say_not_recorded(tmp_path):
+    manifest = synthetic.simulate_manifest(CLASSES, {"train": 30}, seed=0)
+    predictions = synthetic.simulate_predictions(manifest, CLASSES, {("rad", "lr"): 1.0}, seed=1)
+    text = build_report(tmp_path, predictions[predictions.split == "oof"], classes=CLASSES,
+                        extras={"n_resamples": 10}).read_text()
+    methods = _section(text, "methods")
+    assert methods.count("not recorded") >= 5 and "Error)" not in methods  # no paragraph broke

@@ -16,6 +16,7 @@ from radfuse.evaluate.html import FigureSink, Section, page
 from radfuse.evaluate.sections_calibration import calibration_section, decision_curve_section
 from radfuse.evaluate.sections_cohort import cohort_section, nomogram_section
 from radfuse.evaluate.sections_delong import delong_section
+from radfuse.evaluate.sections_methods import methods_section
 from radfuse.evaluate.sections_explain import features_section, gradcam_section, provenance_section, shap_section
 from radfuse.evaluate.sections_performance import (classifier_comparison, confusion_section, performance_table,
                                                    roc_section)
@@ -23,7 +24,7 @@ from radfuse.evaluate.sections_performance import (classifier_comparison, confus
 REPORT_FILE = "report.html"
 EVALUATE_KEYS = "evaluate_keys"  # the top-level metrics.json keys this module owns
 FIGURES_DIR = "figures"
-SECTIONS = (cohort_section, features_section, classifier_comparison, performance_table, roc_section,
+SECTIONS = (methods_section, cohort_section, features_section, classifier_comparison, performance_table, roc_section,
             delong_section, decision_curve_section, calibration_section, shap_section, nomogram_section,
             confusion_section, gradcam_section, provenance_section)
 
