@@ -19,8 +19,8 @@ from radfuse.evaluate.__main__ import main
 from radfuse.evaluate.report import build_report
 
 CLASSES = ["0", "1", "2"]
-SECTION_IDS = ["overview", "cohorts", "features", "classifiers", "performance", "roc", "delong", "dca",
-               "calibration", "shap", "nomogram", "confusion", "gradcam", "provenance"]
+SECTION_IDS = ["overview", "methods", "cohorts", "features", "classifiers", "performance", "roc", "delong", "dca",
+               "calibration", "shap", "nomogram", "confusion", "gradcam", "provenance", "checklist"]
 
 
 @pytest.fixture(scope="module")

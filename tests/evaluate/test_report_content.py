@@ -151,3 +151,19 @@ def test_methods_without_inputs_say_not_recorded(tmp_path):
                         extras={"n_resamples": 10}).read_text()
     methods = _section(text, "methods")
     assert methods.count("not recorded") >= 5 and "Error)" not in methods  # no paragraph broke
+
+
+def test_clear_checklist_has_58_rows_pointing_to_sections_that_exist(run):
+    _, data, text = run
+    checklist = _section(text, "checklist")
+    clear = checklist[checklist.index("CLEAR, 58 items"):checklist.index("TRIPOD+AI, 27 items")]
+    rows = re.findall(r"<tr><td>(\d+)</td>", clear)
+    assert rows == [str(i) for i in range(1, 59)]
+    anchors = set(re.findall(r'<section id="([^"]+)">', text))
+    links = re.findall(r'href="#([^"]+)"', checklist)
+    assert links and set(links) <= anchors
+    answered = {r["item"]: r["answered_by"] for r in data["checklists"]["CLEAR"]}
+    assert answered["8"] == "to be completed by the authors"  # ethics: only the authors know
+    assert "delong" in answered["41"] and "methods" in answered["31"]
+    tripod = checklist[checklist.index("TRIPOD+AI, 27 items"):]
+    assert len(re.findall(r"<tr><td>\d+</td>", tripod)) == 27

@@ -16,6 +16,7 @@ from radfuse.evaluate.html import FigureSink, Section, page
 from radfuse.evaluate.sections_calibration import calibration_section, decision_curve_section
 from radfuse.evaluate.sections_cohort import cohort_section, nomogram_section
 from radfuse.evaluate.sections_delong import delong_section
+from radfuse.evaluate.sections_checklist import checklist_section
 from radfuse.evaluate.sections_methods import methods_section
 from radfuse.evaluate.sections_explain import features_section, gradcam_section, provenance_section, shap_section
 from radfuse.evaluate.sections_performance import (classifier_comparison, confusion_section, performance_table,
@@ -104,6 +105,7 @@ def build_report(run_dir: Path, predictions: pd.DataFrame, *, classes: list[str]
             failed.unavailable(f"this section failed: {type(err).__name__}: {err}")
             sections.append(failed)
             ctx.out.setdefault("section_errors", {})[build.__name__] = f"{type(err).__name__}: {err}"
+    sections.append(checklist_section(ctx, sections))  # last: it points to the sections that rendered
     write_json(run_dir / METRICS_FILE, merge_metrics(run_dir / METRICS_FILE, _clean(ctx.out)))
     return write_text(run_dir / REPORT_FILE, page("radfuse evaluation report", sections))
 
