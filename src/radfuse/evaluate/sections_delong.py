@@ -136,7 +136,7 @@ def delong_section(ctx: ReportContext) -> Section:
     section.table(_summary_table(summary), "held-out comparisons: fused vs single block")
     shown = summary.assign(comparison=summary["model1"] + " vs " + summary["model2"] + " (" + summary["cohort"] + ")")
     fig = figures.interval_figure(shown, "comparison", "difference", "ci_low", "ci_high",
-                                  "difference in macro AUC, fused - single block (95% CI)",
+                                  "difference in macro AUC, fused - single block (95% CI, unadjusted)",
                                   "DeLong: fused vs single block, held-out cohorts", reference=0.0,
                                   annotations=["Holm p " + format_p(p) for p in summary["p_holm"]])
     section.blocks.append(figure_row([ctx.figures.embed(fig, "delong_forest_fused_vs_single", wide=True)]))

@@ -80,9 +80,23 @@ class RunFiles:
         return None
 
 
+def _cases(ctx: ReportContext) -> pd.DataFrame:
+    """One row per ROI with its cohort: the manifest's, else the cohort the predictions give each case."""
+    scored = ctx.predictions.drop_duplicates("case_id")
+    if ctx.manifest is None:
+        return scored
+    frame = ctx.manifest.copy()
+    if "cohort" not in frame:
+        frame = frame.merge(scored[["case_id", "cohort"]], on="case_id", how="left")
+    if "patient_id" not in frame:
+        frame["patient_id"] = frame["case_id"]
+    frame["cohort"] = frame["cohort"].fillna("not evaluated")
+    return frame
+
+
 def cohorts_paragraph(ctx: ReportContext, files: RunFiles) -> str:
     config = files.config
-    frame = ctx.manifest if ctx.manifest is not None else ctx.predictions.drop_duplicates("case_id")
+    frame = _cases(ctx)
     parts = []
     for cohort in sorted(frame["cohort"].astype(str).unique(), key=_cohort_key) if "cohort" in frame else []:
         rows = frame[frame["cohort"].astype(str) == cohort]
@@ -192,6 +206,17 @@ def harmonisation_paragraph(files: RunFiles) -> str:
     return "Harmonisation: " + ("; ".join(found) if found else "none") + "."
 
 
+def missing_data_paragraph(files: RunFiles) -> str:
+    blocks = _get(files.config, "blocks") or {}
+    found = [f"{name}: {_short(step.get('_target_'))}" for name, steps in blocks.items()
+             for key, step in (steps or {}).items() if isinstance(step, dict) and "imput" in key.lower()]
+    if not blocks:
+        return f"Missing data: {NOT_RECORDED}."
+    return ("Missing feature values: " + ("; ".join(found) + ", fitted on training folds only" if found else
+                                          "no imputation step configured") +
+            ". Cases whose features failed are listed in the extract run's failures.csv and not evaluated.")
+
+
 def selection_paragraph(files: RunFiles) -> str:
     blocks = _get(files.config, "blocks") or {}
     if not blocks:
@@ -236,7 +261,7 @@ def validation_paragraph(ctx: ReportContext) -> str:
 
 def flow_table(ctx: ReportContext, files: RunFiles) -> pd.DataFrame:
     """Patients and ROIs per cohort: in the manifest, refused or failed at extraction, evaluated."""
-    manifest = ctx.manifest if ctx.manifest is not None else ctx.predictions.drop_duplicates("case_id")
+    manifest = _cases(ctx)
     failures = files.extract_file("failures.csv")
     failed = set(failures["case_id"].astype(str)) if isinstance(failures, pd.DataFrame) and "case_id" in failures \
         else None
@@ -255,6 +280,7 @@ def flow_table(ctx: ReportContext, files: RunFiles) -> pd.DataFrame:
 PARAGRAPHS = (("Cohorts and sites", cohorts_paragraph), ("Image preprocessing and crops", preprocessing_paragraph),
               ("CNN and its training", cnn_paragraph), ("Radiomics", radiomics_paragraph),
               ("Reliability (ICC)", icc_paragraph), ("Harmonisation", harmonisation_paragraph),
+              ("Missing data", missing_data_paragraph),
               ("Feature selection and fusion", selection_paragraph), ("Classifiers and tuning", classifiers_paragraph),
               ("Validation and statistics", validation_paragraph))
 
