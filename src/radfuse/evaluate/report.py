@@ -83,13 +83,15 @@ def build_report(run_dir: Path, predictions: pd.DataFrame, *, classes: list[str]
     by case_id}, lasso {path, coefs, lambda} (or one such dict per feature set), cv_results (DataFrame),
     config (dict; 'recalibration': 'platt' | 'isotonic' adds recalibrated calibration), versions (dict),
     gradcam (PNG paths), winners ({feature_set: model} to detail; default: best out-of-fold macro AUC),
-    n_resamples (int, default 1000), seed (int), notes and cautions (sentences shown in the overview).
+    n_resamples (int, default 1000), seed (int), notes and cautions (sentences shown in the overview),
+    figure_dpi (int, default 300: the resolution of figures/*.png).
     """
     run_dir = Path(run_dir)
     extras = dict(extras or {})
     classes = [str(c) for c in classes]
     ctx = ReportContext(run_dir, check_predictions(predictions, classes), classes, manifest,
-                        list(clinical_columns), extras, FigureSink(run_dir / FIGURES_DIR),
+                        list(clinical_columns), extras,
+                        FigureSink(run_dir / FIGURES_DIR, file_dpi=int(extras.get("figure_dpi", 300))),
                         n_resamples=int(extras.get("n_resamples", 1000)), seed=int(extras.get("seed", 0)))
     for key in metrics.model_keys(ctx.predictions):
         ctx.model_metrics[model_label(key)] = metrics.evaluate_model(
