@@ -8,8 +8,9 @@ from scipy import stats
 
 MIN_N_FOR_CI = 10  # fewer cases in a proportion's denominator: no CI shown
 MIN_GROUP_FOR_AUC_CI = 5  # fewer positives or negatives behind an AUC: no CI shown
-RULE = (f"No interval is shown for a proportion with fewer than {MIN_N_FOR_CI} cases in its denominator, nor for an "
-        f"AUC with fewer than {MIN_GROUP_FOR_AUC_CI} positive or negative cases ('n < ...: no CI').")
+RULE = (f"No interval is shown for a proportion with fewer than {MIN_N_FOR_CI} cases in its denominator, for a "
+        f"class's AUC with fewer than {MIN_GROUP_FOR_AUC_CI} positive or negative cases, or for a set-level statistic "
+        f"(macro / micro AUC, balanced accuracy, macro F1) of fewer than {MIN_N_FOR_CI} cases ('n < ...: no CI').")
 
 
 def wilson(successes: float, n: float, alpha: float = 0.05) -> tuple[float | None, float | None]:

@@ -194,9 +194,8 @@ def _add_small_n_intervals(result: dict, arrays: CaseArrays, classes: list[str],
     correct = int(np.sum(arrays.labels == arrays.pred))
     result["overall"]["accuracy"].update(n=len(arrays.labels),
                                          ci_wilson=list(intervals.wilson(correct, len(arrays.labels), alpha)))
-    present = [result["per_class"][c]["auc"]["n_smaller_group"] for k, c in enumerate(classes) if truth[:, k].any()]
-    result["overall"]["macro_auc"]["n_smaller_group"] = int(min(present)) if present else 0
-    result["overall"]["micro_auc"]["n_smaller_group"] = int(min(truth.sum(), (~truth).sum()))
+    for name in ("macro_auc", "micro_auc", "balanced_accuracy", "macro_f1"):  # set-level: the set's size decides
+        result["overall"][name]["n"] = len(arrays.labels)
 
 
 def confusion_matrix(labels: np.ndarray, pred: np.ndarray, classes: list[str]) -> np.ndarray:

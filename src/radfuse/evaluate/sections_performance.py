@@ -19,7 +19,7 @@ def fmt_ci(entry: dict, kind: str = "ci_percentile", clustered: bool = False) ->
     if "ci_wilson" in entry:
         ci = entry.get(kind) if clustered else entry["ci_wilson"]
         return intervals.format_estimate(entry.get("estimate"), ci, entry.get("n"))
-    return intervals.format_estimate(entry.get("estimate"), entry.get(kind))
+    return intervals.format_estimate(entry.get("estimate"), entry.get(kind), entry.get("n"))
 
 
 def classifier_comparison(ctx: ReportContext) -> Section:
