@@ -94,6 +94,10 @@ def test_every_figure_is_saved_as_png_and_pdf(full_report):
                    "nomogram_", "lasso_path", "delong_forest", "classifier_comparison"):
         assert any(p.startswith(prefix) for p in pngs), prefix
     assert (full_report.parent / "delong.csv").is_file() and (full_report.parent / "shap_values.parquet").is_file()
+    index = pd.read_csv(folder / "index.csv")  # a user finds each file's section
+    assert set(index["file"]) == {p.name for p in folder.glob("*.p[nd][gf]")}
+    assert set(index["anchor"]) <= set(SECTION_IDS)
+    assert set(index.loc[index["file"].str.startswith("roc_"), "anchor"]) == {"roc"}
 
 
 def test_minimal_report_says_what_is_missing(cohort, tmp_path):

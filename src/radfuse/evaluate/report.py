@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from radfuse.artifacts import METRICS_FILE, PREDICTION_COLUMNS, prob_columns, write_json, write_text
+from radfuse.artifacts import METRICS_FILE, PREDICTION_COLUMNS, prob_columns, write_csv, write_json, write_text
 from radfuse.evaluate import metrics
 from radfuse.evaluate.context import ReportContext, model_label, select_models
 from radfuse.evaluate.html import FigureSink, Section, page
@@ -25,6 +25,7 @@ from radfuse.evaluate.sections_performance import (classifier_comparison, confus
 REPORT_FILE = "report.html"
 EVALUATE_KEYS = "evaluate_keys"  # the top-level metrics.json keys this module owns
 FIGURES_DIR = "figures"
+FIGURE_INDEX = "index.csv"  # which report section each file under figures/ belongs to
 SECTIONS = (methods_section, cohort_section, features_section, classifier_comparison, performance_table, roc_section,
             delong_section, decision_curve_section, calibration_section, shap_section, nomogram_section,
             confusion_section, gradcam_section, provenance_section)
@@ -69,7 +70,8 @@ def overview_section(ctx: ReportContext) -> Section:
         section.text(f"Caution: {caution}")
     ctx.out["cautions"] = list(ctx.extras.get("cautions", []))
     section.text(f"Generated {dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')}; numbers in "
-                 f"{METRICS_FILE}, figures (PNG and PDF) in {FIGURES_DIR}/.")
+                 f"{METRICS_FILE}, figures (300-dpi PNG and PDF) in {FIGURES_DIR}/, listed by section in "
+                 f"{FIGURES_DIR}/{FIGURE_INDEX}.")
     return section
 
 
@@ -99,7 +101,9 @@ def build_report(run_dir: Path, predictions: pd.DataFrame, *, classes: list[str]
     ctx.selected = select_models(ctx)
     ctx.out.update(classes=classes, models=ctx.model_metrics, selected_models=[model_label(k) for k in ctx.selected])
     sections = [overview_section(ctx)]
+    index = []
     for build in SECTIONS:
+        before = len(ctx.figures.saved)
         try:
             sections.append(build(ctx))
         except Exception as err:  # one broken section must not cost the user the rest of the report
@@ -107,6 +111,9 @@ def build_report(run_dir: Path, predictions: pd.DataFrame, *, classes: list[str]
             failed.unavailable(f"this section failed: {type(err).__name__}: {err}")
             sections.append(failed)
             ctx.out.setdefault("section_errors", {})[build.__name__] = f"{type(err).__name__}: {err}"
+        index += [{"file": p.name, "section": sections[-1].title, "anchor": sections[-1].anchor}
+                  for p in ctx.figures.saved[before:]]
+    write_csv(run_dir / FIGURES_DIR / FIGURE_INDEX, pd.DataFrame(index, columns=["file", "section", "anchor"]))
     sections.append(checklist_section(ctx, sections))  # last: it points to the sections that rendered
     write_json(run_dir / METRICS_FILE, merge_metrics(run_dir / METRICS_FILE, _clean(ctx.out)))
     return write_text(run_dir / REPORT_FILE, page("radfuse evaluation report", sections))
