@@ -12,7 +12,8 @@ from radfuse.evaluate import synthetic
 from radfuse.evaluate.report import build_report
 
 CLASSES = ["0", "1", "2"]
-FEATURE_SETS = {"rad": ["rad"], "deep": ["deep"], "fused": ["rad", "deep"], "fused+clinical": ["rad", "deep", "clinical"]}
+FEATURE_SETS = {"rad": ["rad"], "deep": ["deep"], "fused": ["rad", "deep"],
+                "fused+clinical": ["rad", "deep", "clinical"]}
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +26,8 @@ def run(tmp_path_factory):
     root = tmp_path_factory.mktemp("content")
     out = root / "fuse" / "run"
     config = {"feature_sets": FEATURE_SETS, "cv": {"n_splits": 5, "seed": 0}, "report": {"n_resamples": 30},
-              "paths": {"out": str(root)}, "tables": {"rad": str(_extract_folder(root, manifest) / "radiomics.parquet")},
+              "paths": {"out": str(root)},
+              "tables": {"rad": str(_extract_folder(root, manifest) / "radiomics.parquet")},
               "data": {"mode": "2d", "spacing": [1.0, 1.0, 1.0], "size": 64, "window": "bone_w1500_l500"},
               "blocks": {"rad": {"combat": {"_target_": "radfuse.fuse.combat.ComBat", "site_column": "meta__site"},
                                  "icc": {"_target_": "radfuse.fuse.filters.ICCFilter", "icc_column": "icc2_1",

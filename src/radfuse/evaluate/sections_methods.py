@@ -7,6 +7,7 @@ provenance.json, failures.csv) and the train runs deep_sources.json names. Whate
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 
@@ -290,8 +291,7 @@ def methods_section(ctx: ReportContext) -> Section:
     files = RunFiles(ctx.extras.get("config") or {})
     written = {}
     for title, build in PARAGRAPHS:
-        needs = build.__code__.co_varnames[:build.__code__.co_argcount]
-        args = [ctx if n == "ctx" else files for n in needs]
+        args = [ctx if name == "ctx" else files for name in inspect.signature(build).parameters]
         try:
             written[title] = build(*args)
         except Exception as err:  # a malformed input is reported, never a failed report
