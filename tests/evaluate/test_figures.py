@@ -113,3 +113,18 @@ def test_figure_files_are_300_dpi_png_and_pdf(tmp_path):
     assert png.size[0] > 3.5 * 300 * 0.8  # about 4 inches at 300 dpi (tight bounding box)
     assert (tmp_path / "roc_fused_lr_external.pdf").read_bytes()[:4] == b"%PDF"
     assert "data:image/png;base64," in tag
+
+
+def test_roc_band_equals_scikit_learn_curves_on_each_resample():
+    from sklearn.metrics import roc_curve
+
+    rng = np.random.default_rng(4)
+    y = rng.integers(0, 2, 60).astype(bool)
+    s = np.round(rng.normal(size=60) + y, 1)  # ties
+    counts = rng.multinomial(60, np.full(60, 1 / 60), size=5).astype(float)
+    grid = np.linspace(0, 1, 51)
+    band = figures._roc_band(y, s, counts, grid)
+    for b, c in enumerate(counts.astype(int)):
+        drawn = np.repeat(np.arange(60), c)
+        fpr, tpr, _ = roc_curve(y[drawn], s[drawn])
+        assert band[b] == pytest.approx(np.interp(grid, fpr, tpr), abs=1e-12)

@@ -17,15 +17,17 @@ from radfuse.evaluate.calibration import reliability_curve  # noqa: E402
 
 
 def _roc_band(truth: np.ndarray, scores: np.ndarray, weights: np.ndarray, grid: np.ndarray) -> np.ndarray:
-    """Sensitivity on `grid` (1 - specificity) for every bootstrap resample (rows of case counts)."""
-    cases = np.arange(len(scores))
-    out = np.full((len(weights), len(grid)), np.nan)
-    for b, counts in enumerate(weights.astype(int)):
-        drawn = np.repeat(cases, counts)
-        if truth[drawn].all() or not truth[drawn].any():
-            continue
-        fpr, tpr, _ = roc_curve(truth[drawn], scores[drawn])
-        out[b] = np.interp(grid, fpr, tpr)
+    """Sensitivity on `grid` (1 - specificity) for every bootstrap resample (rows of case counts): the weighted
+    ROC of each resample, its points at the distinct scores (ties pooled, as roc_curve does), interpolated."""
+    order = np.argsort(-np.asarray(scores, dtype=float), kind="stable")
+    ranked, pos = np.asarray(scores, dtype=float)[order], np.asarray(truth, dtype=bool)[order]
+    w = np.atleast_2d(weights)[:, order]
+    ends = np.r_[np.flatnonzero(np.diff(ranked)), len(ranked) - 1]  # last case of each distinct score
+    tps, fps = np.cumsum(w * pos, axis=1)[:, ends], np.cumsum(w * ~pos, axis=1)[:, ends]
+    out = np.full((len(w), len(grid)), np.nan)
+    for b in range(len(w)):
+        if tps[b, -1] > 0 and fps[b, -1] > 0:
+            out[b] = np.interp(grid, np.r_[0.0, fps[b] / fps[b, -1]], np.r_[0.0, tps[b] / tps[b, -1]])
     return out
 
 
