@@ -32,9 +32,14 @@ def run(tmp_path_factory):
               "blocks": {"rad": {"combat": {"_target_": "radfuse.fuse.combat.ComBat", "site_column": "meta__site"},
                                  "icc": {"_target_": "radfuse.fuse.filters.ICCFilter", "icc_column": "icc2_1",
                                          "threshold": 0.8}}}}
+    case = manifest.loc[manifest.cohort == "external", "case_id"].iloc[0]
+    from PIL import Image
+
+    Image.new("RGB", (8, 8)).save(root / f"{case}_layer4.png")
     report = build_report(out, predictions, classes=CLASSES, manifest=manifest,
                           clinical_columns=["age", "sex", "t_score"],
                           extras={"n_resamples": 30, "config": config, "figure_dpi": 72,
+                                  "gradcam": [root / f"{case}_layer4.png"],
                                   "selection": {"rad": {"lr": 0.7}, "fused": {"lr": 0.8},
                                                 "fused+clinical": {"lr": 0.9}}})
     return report, json.loads((out / "metrics.json").read_text()), report.read_text()
@@ -169,3 +174,11 @@ def test_clear_checklist_has_58_rows_pointing_to_sections_that_exist(run):
     assert "delong" in answered["41"] and "methods" in answered["31"]
     tripod = checklist[checklist.index("TRIPOD+AI, 27 items"):]
     assert len(re.findall(r"<tr><td>\d+</td>", tripod)) == 27
+
+
+def test_gradcam_overlays_are_captioned_with_case_class_cohort_and_probabilities(run):
+    _, _, text = run
+    gradcam = _section(text, "gradcam")
+    caption = re.search(r"<figcaption>([^<]+)</figcaption>", gradcam).group(1)
+    assert re.fullmatch(r"external-\d{3}-0 - true class \d - external - fused\+clinical/lr: P\(0\) 0\.\d{3}, "
+                        r"P\(1\) 0\.\d{3}, P\(2\) 0\.\d{3}", caption), caption
