@@ -91,3 +91,16 @@ def test_patient_grouping_is_used(predictions):
     got = metrics.evaluate_model(preds, CLASSES, n_resamples=20)["sets"]["internal"]
     assert got["n_cases"] == 60 and got["n_patients"] == 20
     assert isinstance(pd.Series(got["class_counts"]).sum(), (int, np.integer))
+
+
+def test_proportions_carry_their_denominator_and_a_wilson_interval():
+    # 10 positives, 8 called positive at cut-off 0.5; 12 negatives, 9 called negative
+    probs_b = np.r_[np.repeat([0.9, 0.2], [8, 2]), np.repeat([0.1, 0.7], [9, 3])]
+    rows = pd.DataFrame({"case_id": [str(i) for i in range(22)], "label": ["b"] * 10 + ["a"] * 12,
+                         "prob__a": 1 - probs_b, "prob__b": probs_b})
+    result = metrics.set_metrics(rows, ["a", "b"], np.array([0.5, 0.5]), n_resamples=20)
+    sens = result["per_class"]["b"]["sensitivity"]
+    assert sens["n"] == 10 and sens["ci_wilson"] == pytest.approx([0.4902, 0.9433], abs=1e-4)  # 8/10 by hand
+    assert result["per_class"]["b"]["specificity"]["n"] == 12
+    assert result["per_class"]["b"]["auc"]["n_smaller_group"] == 10
+    assert result["overall"]["macro_auc"]["n"] == 22

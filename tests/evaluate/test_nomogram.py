@@ -53,3 +53,32 @@ def test_nomogram_figure_renders(data):
                                  "class 1")
     labels = [t.get_text() for t in fig.axes[0].texts]
     assert {"Points", "rad_score", "sex", "Total points", "Probability"} <= set(labels)
+
+
+def _squashed_model() -> nomogram.CombinedModel:
+    """The issue's case: a strong score and two weak clinical variables with long decimal ranges."""
+    model = nomogram.CombinedModel(["rad_score", "age", "t_score"], {},
+                                   {"rad_score": (-6.3, 5.9), "age": (41.0, 89.0), "t_score": (-4.87, 1.23)})
+    model.coef, model.intercept = {"rad_score": 2.7, "age": 0.011, "t_score": 0.06}, -0.4
+    return model
+
+
+def test_nomogram_ticks_are_round_and_never_overlap():
+    nomo = nomogram.build_nomogram(_squashed_model(), labels={"rad_score": "DTL score"})
+    fig = nomogram.plot_nomogram(nomo, "class 1")
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    rows: dict[float, list] = {}
+    for text in fig.axes[0].texts:
+        if text.get_text():
+            rows.setdefault(round(text.get_position()[1], 3), []).append(text.get_window_extent(renderer))
+    assert len(rows) >= 6
+    for y, boxes in rows.items():
+        for i in range(len(boxes)):
+            for j in range(i + 1, len(boxes)):
+                assert not boxes[i].overlaps(boxes[j]), f"tick labels overlap on the axis at y={y}"
+    labels = [t.get_text() for t in fig.axes[0].texts]
+    assert "DTL score" in labels and "rad_score" not in labels
+    age_ticks = [label for label, _ in dict(nomo.rows)["age"] if label]
+    assert age_ticks and all(float(v) % 5 == 0 for v in age_ticks), age_ticks  # round values: 50, 60, ...
+    assert all(len(label) <= 5 for _, ticks in nomo.rows for label, _ in ticks), nomo.rows

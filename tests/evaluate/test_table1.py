@@ -70,3 +70,22 @@ def test_significant_variables(frame):
     expected = [v for v in ("age", "crp", "sex") if _row(table, v)["p_value"] < 0.05]
     assert table1.significant_variables(table) == expected
     assert "age" in expected  # built with a 4-year shift in group b
+
+
+def test_summaries_keep_the_datas_precision():
+    ages = pd.DataFrame({"age": [61, 64, 68, 70, 75, 80, 59, 66], "group": list("aaaabbbb")})
+    row = _row(table1.baseline_table(ages, ["age"], "group"), "age")
+    assert row["a"] in ("66 (4)", "66 [63, 69]") or re_int(row["a"]), row["a"]
+    assert table1.decimals_of(np.array([1.5, 2.25])) == 2 and table1.decimals_of(np.array([3.0, 4.0])) == 0
+
+
+def re_int(cell: str) -> bool:
+    import re
+
+    return re.fullmatch(r"\d+ [\[(]\d+(, \d+\])?\)?", cell) is not None
+
+
+def test_levels_follow_the_given_order():
+    frame = pd.DataFrame({"x": np.arange(8.0), "cohort": ["train", "external", "internal", "train"] * 2})
+    table = table1.baseline_table(frame, ["x"], "cohort", order=("train", "internal", "external"))
+    assert list(table.columns[2:5]) == ["train", "internal", "external"]

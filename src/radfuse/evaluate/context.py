@@ -48,6 +48,28 @@ class ReportContext:
         value = (self.extras.get("selection") or {}).get(key[0], {}).get(key[1])
         return float(value) if value is not None else self.macro_auc(key, metrics.OOF_SET)
 
+    def blocks_of(self, feature_set: str) -> list[str]:
+        """The blocks a feature set joins (config['feature_sets']); without a config, 'a+b' names its blocks and a
+        set called 'fused...' is taken as a fusion of unnamed blocks."""
+        given = ((self.extras.get("config") or {}).get("feature_sets") or {}).get(feature_set)
+        if given:
+            return [str(b) for b in given]
+        if "+" in feature_set:
+            return feature_set.split("+")
+        return [feature_set, "?"] if feature_set.startswith("fused") else [feature_set]
+
+    def score_name(self, feature_set: str) -> str:
+        """'Rad-score' for the radiomics block alone; else the set's name ('DTL score', 'fused score')."""
+        if self.blocks_of(feature_set) in (["rad"], ["radiomics"]):
+            return "Rad-score"
+        return f"{feature_set.upper() if len(feature_set) <= 3 else feature_set} score"
+
+    def has_clinical(self, feature_set: str) -> bool:
+        return any(b == "clinical" for b in self.blocks_of(feature_set)) or "clinical" in feature_set
+
+    def is_fused(self, feature_set: str) -> bool:
+        return len(self.blocks_of(feature_set)) > 1
+
     @property
     def selection_rule(self) -> str:
         return self.extras.get("selection_rule") or (

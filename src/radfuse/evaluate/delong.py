@@ -132,3 +132,20 @@ def unpaired_macro_test(labels1, probs1, labels2, probs2, classes, alpha: float 
     a2, i2 = macro_influence(labels2, probs2, classes)
     var = np.sum(_cluster(i1, groups1) ** 2) + np.sum(_cluster(i2, groups2) ** 2)
     return _result(a1, a2, float(var), alpha)
+
+
+def holm(p_values) -> np.ndarray:
+    """Holm (1979) step-down adjusted p-values, in the input order; NaN stays NaN and does not count in m.
+
+    The i-th smallest of m p-values becomes max over j <= i of min(1, (m - j + 1) p_(j)).
+    """
+    p = np.asarray(p_values, dtype=float)
+    out = np.full(p.shape, np.nan)
+    defined = np.flatnonzero(~np.isnan(p))
+    order = defined[np.argsort(p[defined], kind="stable")]
+    m = len(order)
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p[i]))
+        out[i] = running
+    return out

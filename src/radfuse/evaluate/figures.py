@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -10,32 +12,70 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from sklearn.metrics import auc, roc_curve  # noqa: E402
 
+from radfuse.evaluate import bootstrap  # noqa: E402
 from radfuse.evaluate.calibration import reliability_curve  # noqa: E402
 
 
-def roc_figure(labels, probs: np.ndarray, classes: list[str], title: str):
-    """One-vs-rest ROC per class, plus micro and macro (interpolated mean) averages."""
+def _roc_band(truth: np.ndarray, scores: np.ndarray, weights: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """Sensitivity on `grid` (1 - specificity) for every bootstrap resample (rows of case counts): the weighted
+    ROC of each resample, its points at the distinct scores (ties pooled, as roc_curve does), interpolated."""
+    order = np.argsort(-np.asarray(scores, dtype=float), kind="stable")
+    ranked, pos = np.asarray(scores, dtype=float)[order], np.asarray(truth, dtype=bool)[order]
+    w = np.atleast_2d(weights)[:, order]
+    ends = np.r_[np.flatnonzero(np.diff(ranked)), len(ranked) - 1]  # last case of each distinct score
+    tps, fps = np.cumsum(w * pos, axis=1)[:, ends], np.cumsum(w * ~pos, axis=1)[:, ends]
+    out = np.full((len(w), len(grid)), np.nan)
+    for b in range(len(w)):
+        if tps[b, -1] > 0 and fps[b, -1] > 0:
+            out[b] = np.interp(grid, np.r_[0.0, fps[b] / fps[b, -1]], np.r_[0.0, tps[b] / tps[b, -1]])
+    return out
+
+
+def _auc_label(name: str, estimate: float, boot: np.ndarray) -> str:
+    low, high = np.nanpercentile(boot, [2.5, 97.5]) if np.isfinite(boot).any() else (np.nan, np.nan)
+    return f"{name}: AUC {estimate:.3f} (95% CI {low:.3f}-{high:.3f})"
+
+
+def roc_figure(labels, probs: np.ndarray, classes: list[str], title: str, *, groups=None, n_resamples: int = 200,
+               seed: int = 0):
+    """One-vs-rest ROC per class with its 95% bootstrap band, plus micro and macro (interpolated mean) averages.
+
+    Every legend entry holds the AUC with its patient-level bootstrap percentile CI; the resamples are those of
+    the report's tables (same seed, same patient draws), so the legend and the tables agree.
+    """
     labels = np.asarray(labels).astype(str)
+    probs = np.asarray(probs, dtype=float)
     truth = labels[:, None] == np.asarray(classes)[None, :]
-    fig, ax = plt.subplots(figsize=(5, 5))
-    grid, tprs, aucs = np.linspace(0, 1, 201), [], []
+    weights = bootstrap.resample_weights(len(labels), n_resamples, np.random.default_rng(seed), groups)
+    fig, ax = plt.subplots(figsize=(5.5, 5.5))
+    grid, tprs, aucs, boot_aucs = np.linspace(0, 1, 201), [], [], []
     for k, c in enumerate(classes):
         if truth[:, k].all() or not truth[:, k].any():
             continue
         fpr, tpr, _ = roc_curve(truth[:, k], probs[:, k])
         tprs.append(np.interp(grid, fpr, tpr))
         aucs.append(auc(fpr, tpr))
-        ax.plot(fpr, tpr, lw=1.5, label=f"class {c} (AUC {aucs[-1]:.3f})")
+        boot_aucs.append(bootstrap.weighted_auc(truth[:, k], probs[:, k], weights))
+        line, = ax.plot(fpr, tpr, lw=1.5, label=_auc_label(f"class {c}", aucs[-1], boot_aucs[-1]))
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            low, high = np.nanpercentile(_roc_band(truth[:, k], probs[:, k], weights, grid), [2.5, 97.5], axis=0)
+        ax.fill_between(grid, low, high, color=line.get_color(), alpha=0.15, lw=0)
     if len(classes) > 2 and tprs:
         fpr, tpr, _ = roc_curve(truth.ravel(), probs.ravel())
-        ax.plot(fpr, tpr, ls=":", color="black", label=f"micro-average (AUC {auc(fpr, tpr):.3f})")
+        micro = bootstrap.weighted_auc(truth.ravel(), probs.ravel(), np.repeat(weights, len(classes), axis=1))
+        ax.plot(fpr, tpr, ls=":", color="black", label=_auc_label("micro-average", auc(fpr, tpr), micro))
         # the curve is the vertical mean of the class curves; the label quotes the mean of the class AUCs,
         # the macro AUC of the tables (the two differ slightly through interpolation)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            macro = np.nanmean(np.vstack(boot_aucs), axis=0)
         ax.plot(grid, np.mean(tprs, axis=0), ls="--", color="grey",
-                label=f"macro-average (AUC {np.mean(aucs):.3f})")
+                label=_auc_label("macro-average", float(np.mean(aucs)), macro))
     ax.plot([0, 1], [0, 1], color="lightgrey", lw=1)
     ax.set(xlabel="1 - specificity", ylabel="sensitivity", title=title, xlim=(0, 1), ylim=(0, 1.01))
-    ax.legend(loc="lower right", fontsize=7)
+    ax.legend(loc="lower right", fontsize=7, title=f"shaded: 95% bootstrap band ({n_resamples} resamples)",
+              title_fontsize=7)
     fig.tight_layout()
     return fig
 
@@ -92,29 +132,47 @@ def confusion_figure(matrix: np.ndarray, classes: list[str], title: str):
 
 
 def interval_figure(frame: pd.DataFrame, label: str, value: str, low: str, high: str, xlabel: str, title: str,
-                    reference: float | None = None):
-    """Forest plot: one row per entry with its estimate and CI (classifier comparison, DeLong differences)."""
+                    reference: float | None = None, annotations: list[str] | None = None):
+    """Forest plot: one row per entry with its estimate and CI (classifier comparison, DeLong differences);
+    `annotations` are printed at the right of each row (e.g. adjusted p-values)."""
     frame = frame.reset_index(drop=True)
-    fig, ax = plt.subplots(figsize=(6, 0.35 * len(frame) + 1.5))
+    fig, ax = plt.subplots(figsize=(8, 0.4 * len(frame) + 1.6))
     y = np.arange(len(frame))[::-1]
     err = np.vstack([frame[value] - frame[low], frame[high] - frame[value]]).clip(min=0)
     ax.errorbar(frame[value], y, xerr=err, fmt="o", color="tab:blue", capsize=3)
     if reference is not None:
         ax.axvline(reference, color="grey", lw=1, ls="--")
-    ax.set_yticks(y, frame[label])
+    ax.set_yticks(y, frame[label], fontsize=9)
+    ax.set_ylim(-0.7, len(frame) - 0.3)
+    if annotations:
+        for yi, text in zip(y, annotations):
+            ax.annotate(text, (1.01, yi), xycoords=("axes fraction", "data"), va="center", fontsize=8)
     ax.set(xlabel=xlabel, title=title)
     fig.tight_layout()
     return fig
 
 
-def lasso_path_figure(path: pd.DataFrame, chosen_lambda: float | None, title: str = "LASSO path"):
-    """Coefficient paths against log(lambda) (index = lambda, one column per feature)."""
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for column in path.columns:
-        ax.plot(np.log10(path.index.to_numpy(dtype=float)), path[column], lw=0.8)
+def lasso_path_figure(path: pd.DataFrame, chosen_lambda: float | None, title: str = "LASSO path", top: int = 8):
+    """Coefficient paths against log10(lambda) (index = lambda, one column per feature); the chosen lambda is
+    marked and printed with 3 significant digits, and the legend names the `top` features by |coefficient| at
+    the chosen lambda (else at the smallest lambda); the other paths are drawn thin and grey."""
+    lambdas = path.index.to_numpy(dtype=float)
+    at = int(np.argmin(np.abs(np.log(lambdas) - np.log(chosen_lambda)))) if chosen_lambda else int(np.argmin(lambdas))
+    ranked = path.iloc[at].abs().sort_values(ascending=False, kind="stable")
+    named = [c for c in ranked.index[:top] if ranked[c] > 0]
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    handles = []
     if chosen_lambda:
-        ax.axvline(np.log10(chosen_lambda), color="black", ls="--", lw=1, label=f"chosen lambda {chosen_lambda:.3g}")
-        ax.legend(fontsize=7)
+        handles.append(ax.axvline(np.log10(chosen_lambda), color="black", ls="--", lw=1,
+                                  label=f"chosen lambda = {chosen_lambda:.3g}"))
+    for column in path.columns:
+        if column not in named:
+            ax.plot(np.log10(lambdas), path[column], lw=0.6, color="lightgrey")
+    for column in named:
+        handles += ax.plot(np.log10(lambdas), path[column], lw=1.4, label=str(column))
+    if handles:
+        ax.legend(handles=handles, fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5),
+                  title=f"top {len(named)} of {path.shape[1]} by |coef|", title_fontsize=7)
     ax.set(xlabel="log10(lambda)", ylabel="coefficient", title=title)
     fig.tight_layout()
     return fig

@@ -71,12 +71,13 @@ FIGURE_METADATA = {"png": {"Software": None}, "pdf": {"Creator": None, "Producer
 
 
 class FigureSink:
-    """Saves figures as PNG + PDF under `folder` and returns the embedded <img> tag."""
+    """Saves figures as 300-dpi PNG + PDF under `folder` and returns the embedded <img> tag (screen resolution)."""
 
-    def __init__(self, folder: Path, dpi: int = 110):
+    def __init__(self, folder: Path, dpi: int = 110, file_dpi: int = 300):
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.dpi = dpi
+        self.file_dpi = file_dpi
         self.saved: list[Path] = []
 
     def embed(self, fig, name: str, caption: str = "", wide: bool = False) -> str:
@@ -86,7 +87,7 @@ class FigureSink:
         for ext in ("png", "pdf"):
             with atomic_path(self.folder / f"{name}.{ext}") as tmp:
                 if ext == "png":
-                    tmp.write_bytes(buffer.getvalue())
+                    fig.savefig(tmp, format="png", dpi=self.file_dpi, bbox_inches="tight")
                 else:
                     fig.savefig(tmp, format="pdf", bbox_inches="tight", metadata=FIGURE_METADATA["pdf"])
             self.saved.append(self.folder / f"{name}.{ext}")

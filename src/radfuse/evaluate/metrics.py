@@ -16,7 +16,7 @@ from sklearn.metrics import roc_curve
 
 from radfuse.artifacts import prob_columns
 from radfuse.data.manifest import COHORTS
-from radfuse.evaluate import bootstrap, delong
+from radfuse.evaluate import bootstrap, delong, intervals
 
 BINARY_METRICS = ("auc", "accuracy", "sensitivity", "specificity", "ppv", "npv", "f1")
 OVERALL_METRICS = ("macro_auc", "micro_auc", "accuracy", "balanced_accuracy", "macro_f1")
@@ -165,12 +165,37 @@ def set_metrics(rows: pd.DataFrame, classes: list[str], thresholds: np.ndarray, 
         if metric in ("auc", "macro_auc"):
             entry["ci_delong"] = cis[scope]
         (result["overall"] if scope == "overall" else result["per_class"][scope])[metric] = entry
+    _add_small_n_intervals(result, arrays, classes, thresholds, alpha)
     result.update(
         n_cases=len(rows), n_patients=int(len(np.unique(arrays.groups))), n_resamples=n_resamples,
         class_counts={c: int((arrays.labels == c).sum()) for c in classes},
         confusion_matrix=confusion_matrix(arrays.labels, arrays.pred, classes).tolist(),
     )
     return result
+
+
+PROPORTIONS = ("accuracy", "sensitivity", "specificity", "ppv", "npv")
+
+
+def _add_small_n_intervals(result: dict, arrays: CaseArrays, classes: list[str], thresholds: np.ndarray,
+                           alpha: float) -> None:
+    """Every proportion gets its denominator `n` and a Wilson interval `ci_wilson`; every AUC the size of its
+    smaller group (`n_smaller_group`), so the report can withhold intervals that small n makes meaningless."""
+    truth = arrays.onehot(classes)
+    called = arrays.probs >= thresholds[None, :]
+    for k, c in enumerate(classes):
+        t, p = truth[:, k], called[:, k]
+        tp, fp, fn, tn = (int(np.sum(a)) for a in (t & p, ~t & p, t & ~p, ~t & ~p))
+        counts = {"accuracy": (tp + tn, len(t)), "sensitivity": (tp, tp + fn), "specificity": (tn, tn + fp),
+                  "ppv": (tp, tp + fp), "npv": (tn, tn + fn)}
+        for name, (x, n) in counts.items():
+            result["per_class"][c][name].update(n=n, ci_wilson=list(intervals.wilson(x, n, alpha)))
+        result["per_class"][c]["auc"]["n_smaller_group"] = int(min(t.sum(), (~t).sum()))
+    correct = int(np.sum(arrays.labels == arrays.pred))
+    result["overall"]["accuracy"].update(n=len(arrays.labels),
+                                         ci_wilson=list(intervals.wilson(correct, len(arrays.labels), alpha)))
+    for name in ("macro_auc", "micro_auc", "balanced_accuracy", "macro_f1"):  # set-level: the set's size decides
+        result["overall"][name]["n"] = len(arrays.labels)
 
 
 def confusion_matrix(labels: np.ndarray, pred: np.ndarray, classes: list[str]) -> np.ndarray:

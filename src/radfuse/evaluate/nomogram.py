@@ -16,10 +16,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 from sklearn.linear_model import LogisticRegression  # noqa: E402
 
 from radfuse.evaluate.calibration import logit  # noqa: E402
-from radfuse.evaluate.table1 import is_categorical  # noqa: E402
+from radfuse.evaluate.table1 import decimals_of, is_categorical  # noqa: E402
 
 
 @dataclass
@@ -75,7 +76,21 @@ class Nomogram:
     max_total: float
 
 
-def build_nomogram(model: CombinedModel, n_ticks: int = 6) -> Nomogram:
+def nice_ticks(lo: float, hi: float, max_ticks: int) -> list[float]:
+    """Round values (steps of 1, 2, 2.5 or 5 times a power of ten) inside [lo, hi]."""
+    values = MaxNLocator(nbins=max(max_ticks - 1, 1), steps=[1, 2, 2.5, 5, 10]).tick_values(lo, hi)
+    inside = [float(v) for v in values if lo - 1e-9 <= v <= hi + 1e-9]
+    return inside or [lo, hi]
+
+
+def _tick_text(value: float, values: list[float]) -> str:
+    d = decimals_of(np.asarray(values), most=3)
+    return f"{0.0 if abs(value) < 1e-12 else value:.{d}f}"
+
+
+def build_nomogram(model: CombinedModel, n_ticks: int = 8, labels: dict[str, str] | None = None) -> Nomogram:
+    """Points per variable; continuous scales carry round tick values, fewer on a short scale (a variable with a
+    small effect gets a short axis and so room for fewer labels); `labels` renames rows (e.g. 'DTL score')."""
     spans, ticks = {}, {}
     for var in model.variables:
         if var in model.levels:
@@ -83,12 +98,19 @@ def build_nomogram(model: CombinedModel, n_ticks: int = 6) -> Nomogram:
             ticks[var] = list(zip(model.levels[var], effects))
         else:
             lo, hi = model.ranges[var]
-            ticks[var] = [(f"{v:.3g}", model.coef[var] * v) for v in np.linspace(lo, hi, n_ticks)]
+            ticks[var] = [("", model.coef[var] * lo), ("", model.coef[var] * hi)]  # the scale's two ends
         effects = [e for _, e in ticks[var]]
         spans[var] = (min(effects), max(effects))
     widest = max(hi - lo for lo, hi in spans.values()) or 1.0
     scale = 100.0 / widest
-    rows = [(var, [(label, (e - spans[var][0]) * scale) for label, e in ticks[var]]) for var in model.variables]
+    for var in model.variables:
+        if var not in model.levels:
+            share = (spans[var][1] - spans[var][0]) * scale / 100
+            values = nice_ticks(*model.ranges[var], max(2, int(round(n_ticks * share))))
+            ticks[var] += [(_tick_text(v, values), model.coef[var] * v) for v in values]
+    names = labels or {}
+    rows = [(names.get(var, var), [(label, (e - spans[var][0]) * scale) for label, e in ticks[var]])
+            for var in model.variables]
     lp0 = model.intercept + sum(lo for lo, _ in spans.values())
     return Nomogram(rows, scale, lp0, sum((hi - lo) * scale for lo, hi in spans.values()))
 
@@ -97,28 +119,42 @@ def total_points_to_probability(nomo: Nomogram, total: np.ndarray) -> np.ndarray
     return 1 / (1 + np.exp(-(nomo.lp_at_zero + np.asarray(total) / nomo.points_per_unit_lp)))
 
 
+def _drop_overlapping(fig, texts: list) -> None:
+    """Hide tick labels whose drawn box overlaps an already kept one (left to right), from the figure's own
+    text extents; the row's name is always kept."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    kept = []
+    for text in texts:
+        box = text.get_window_extent(renderer).expanded(1.08, 1.0)
+        if any(box.overlaps(k) for k in kept):
+            text.remove()
+        else:
+            kept.append(box)
+
+
 def plot_nomogram(nomo: Nomogram, title: str = ""):
     """Points scale, one scale per variable, total points and predicted probability (all on 0-100 width)."""
     n = len(nomo.rows) + 3
-    fig, ax = plt.subplots(figsize=(8, 0.6 * n + 1))
+    fig, ax = plt.subplots(figsize=(9, 0.65 * n + 1))
     total_scale = 100.0 / max(nomo.max_total, 1e-9)
+    rows_of_text = []
 
     def scale_row(y, label, ticks):
         xs = [x for _, x in ticks]
         ax.plot([min(xs), max(xs)], [y, y], color="black", lw=1)
-        last = -np.inf
+        texts = [ax.text(-4, y, label, ha="right", va="center", fontsize=9)]
         for text, x in sorted(ticks, key=lambda t: t[1]):
-            ax.plot([x, x], [y, y + 0.12], color="black", lw=1)
-            if x - last >= 4:  # skip labels that would overprint their neighbour
-                ax.text(x, y + 0.18, text, ha="center", va="bottom", fontsize=7)
-                last = x
-        ax.text(-4, y, label, ha="right", va="center", fontsize=9)
+            if text:
+                ax.plot([x, x], [y, y + 0.12], color="black", lw=1)
+                texts.append(ax.text(x, y + 0.18, text, ha="center", va="bottom", fontsize=7))
+        rows_of_text.append(texts)
 
     scale_row(n - 1, "Points", [(f"{p:.0f}", p) for p in np.linspace(0, 100, 11)])
     for i, (label, ticks) in enumerate(nomo.rows):
         scale_row(n - 2 - i, label, ticks)
-    totals = np.linspace(0, nomo.max_total, 6)
-    scale_row(1, "Total points", [(f"{t:.0f}", t * total_scale) for t in totals])
+    totals = nice_ticks(0, nomo.max_total, 8)
+    scale_row(1, "Total points", [("", 0.0), ("", 100.0)] + [(_tick_text(t, totals), t * total_scale) for t in totals])
     probs = [p for p in (0.01, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.99)]
     lp = logit(np.array(probs))
     pts = (lp - nomo.lp_at_zero) * nomo.points_per_unit_lp
@@ -129,6 +165,8 @@ def plot_nomogram(nomo: Nomogram, title: str = ""):
     ax.axis("off")
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
+    for texts in rows_of_text:
+        _drop_overlapping(fig, texts)
     return fig
 
 

@@ -9,13 +9,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from radfuse.artifacts import METRICS_FILE, PREDICTION_COLUMNS, prob_columns, write_json, write_text
+from radfuse.artifacts import METRICS_FILE, PREDICTION_COLUMNS, prob_columns, write_csv, write_json, write_text
 from radfuse.evaluate import metrics
 from radfuse.evaluate.context import ReportContext, model_label, select_models
 from radfuse.evaluate.html import FigureSink, Section, page
 from radfuse.evaluate.sections_calibration import calibration_section, decision_curve_section
 from radfuse.evaluate.sections_cohort import cohort_section, nomogram_section
 from radfuse.evaluate.sections_delong import delong_section
+from radfuse.evaluate.sections_checklist import checklist_section
+from radfuse.evaluate.sections_methods import methods_section
 from radfuse.evaluate.sections_explain import features_section, gradcam_section, provenance_section, shap_section
 from radfuse.evaluate.sections_performance import (classifier_comparison, confusion_section, performance_table,
                                                    roc_section)
@@ -23,7 +25,8 @@ from radfuse.evaluate.sections_performance import (classifier_comparison, confus
 REPORT_FILE = "report.html"
 EVALUATE_KEYS = "evaluate_keys"  # the top-level metrics.json keys this module owns
 FIGURES_DIR = "figures"
-SECTIONS = (cohort_section, features_section, classifier_comparison, performance_table, roc_section,
+FIGURE_INDEX = "index.csv"  # which report section each file under figures/ belongs to
+SECTIONS = (methods_section, cohort_section, features_section, classifier_comparison, performance_table, roc_section,
             delong_section, decision_curve_section, calibration_section, shap_section, nomogram_section,
             confusion_section, gradcam_section, provenance_section)
 
@@ -54,9 +57,10 @@ def check_predictions(predictions: pd.DataFrame, classes: list[str]) -> pd.DataF
 
 def overview_section(ctx: ReportContext) -> Section:
     section = Section("overview", "Overview")
-    section.text(f"Classes: {ctx.classes}. Models in the predictions: "
-                 f"{[model_label(k) for k in metrics.model_keys(ctx.predictions)]}. Models reported in detail "
-                 f"(the winner of each feature set): {[model_label(k) for k in ctx.selected]}.")
+    all_models = metrics.model_keys(ctx.predictions)
+    section.text(f"Classes: {', '.join(ctx.classes)}. {len(all_models)} models in the predictions "
+                 f"({len({k[0] for k in all_models})} feature sets); reported in detail (the winner of each feature "
+                 f"set): {', '.join(model_label(k) for k in ctx.selected)}.")
     section.text(f"Model selection: {ctx.selection_rule}")
     section.text(f"Evaluation sets: '{metrics.OOF_SET}' = out-of-fold predictions on the training cohort; "
                  "each cohort name = the final (refit) model on that cohort ('train' = apparent performance).")
@@ -66,7 +70,8 @@ def overview_section(ctx: ReportContext) -> Section:
         section.text(f"Caution: {caution}")
     ctx.out["cautions"] = list(ctx.extras.get("cautions", []))
     section.text(f"Generated {dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')}; numbers in "
-                 f"{METRICS_FILE}, figures (PNG and PDF) in {FIGURES_DIR}/.")
+                 f"{METRICS_FILE}, figures (300-dpi PNG and PDF) in {FIGURES_DIR}/, listed by section in "
+                 f"{FIGURES_DIR}/{FIGURE_INDEX}.")
     return section
 
 
@@ -80,13 +85,15 @@ def build_report(run_dir: Path, predictions: pd.DataFrame, *, classes: list[str]
     by case_id}, lasso {path, coefs, lambda} (or one such dict per feature set), cv_results (DataFrame),
     config (dict; 'recalibration': 'platt' | 'isotonic' adds recalibrated calibration), versions (dict),
     gradcam (PNG paths), winners ({feature_set: model} to detail; default: best out-of-fold macro AUC),
-    n_resamples (int, default 1000), seed (int), notes and cautions (sentences shown in the overview).
+    n_resamples (int, default 1000), seed (int), notes and cautions (sentences shown in the overview),
+    figure_dpi (int, default 300: the resolution of figures/*.png).
     """
     run_dir = Path(run_dir)
     extras = dict(extras or {})
     classes = [str(c) for c in classes]
     ctx = ReportContext(run_dir, check_predictions(predictions, classes), classes, manifest,
-                        list(clinical_columns), extras, FigureSink(run_dir / FIGURES_DIR),
+                        list(clinical_columns), extras,
+                        FigureSink(run_dir / FIGURES_DIR, file_dpi=int(extras.get("figure_dpi", 300))),
                         n_resamples=int(extras.get("n_resamples", 1000)), seed=int(extras.get("seed", 0)))
     for key in metrics.model_keys(ctx.predictions):
         ctx.model_metrics[model_label(key)] = metrics.evaluate_model(
@@ -94,7 +101,9 @@ def build_report(run_dir: Path, predictions: pd.DataFrame, *, classes: list[str]
     ctx.selected = select_models(ctx)
     ctx.out.update(classes=classes, models=ctx.model_metrics, selected_models=[model_label(k) for k in ctx.selected])
     sections = [overview_section(ctx)]
+    index = []
     for build in SECTIONS:
+        before = len(ctx.figures.saved)
         try:
             sections.append(build(ctx))
         except Exception as err:  # one broken section must not cost the user the rest of the report
@@ -102,6 +111,10 @@ def build_report(run_dir: Path, predictions: pd.DataFrame, *, classes: list[str]
             failed.unavailable(f"this section failed: {type(err).__name__}: {err}")
             sections.append(failed)
             ctx.out.setdefault("section_errors", {})[build.__name__] = f"{type(err).__name__}: {err}"
+        index += [{"file": p.name, "section": sections[-1].title, "anchor": sections[-1].anchor}
+                  for p in ctx.figures.saved[before:]]
+    write_csv(run_dir / FIGURES_DIR / FIGURE_INDEX, pd.DataFrame(index, columns=["file", "section", "anchor"]))
+    sections.append(checklist_section(ctx, sections))  # last: it points to the sections that rendered
     write_json(run_dir / METRICS_FILE, merge_metrics(run_dir / METRICS_FILE, _clean(ctx.out)))
     return write_text(run_dir / REPORT_FILE, page("radfuse evaluation report", sections))
 

@@ -18,7 +18,7 @@ def cohort_section(ctx: ReportContext) -> Section:
         columns=ctx.classes, fill_value=0).rename_axis(index="cohort", columns=None)
     counts = counts.loc[sorted(counts.index, key=_cohort_order)]
     counts["patients"] = refit.groupby(refit["cohort"].astype(str))["patient_id"].nunique()
-    section.table(counts.reset_index(), "cases per cohort and class")
+    section.table(counts.reset_index(), "cases per cohort and class (study order)")
     ctx.out["cohorts"] = counts.to_dict(orient="index")
     if ctx.manifest is None:
         section.unavailable("Table 1 needs the manifest (pass --manifest or manifest=)")
@@ -33,7 +33,7 @@ def cohort_section(ctx: ReportContext) -> Section:
     patients = ctx.manifest.drop_duplicates("patient_id")  # one row per patient: ROIs would repeat a patient
     tables = {}
     if "cohort" in patients and patients["cohort"].nunique() > 1:
-        tables["by cohort"] = table1.baseline_table(patients, clinical, "cohort")
+        tables["by cohort"] = table1.baseline_table(patients, clinical, "cohort", order=COHORTS)
     in_train = patients["cohort"].astype(str) == "train" if "cohort" in patients else pd.Series(False)
     train = patients[in_train] if in_train.any() else patients  # no 'train' cohort: compare classes overall
     tables["by class (training cohort)"] = table1.baseline_table(train, clinical, "label")
@@ -47,20 +47,29 @@ def cohort_section(ctx: ReportContext) -> Section:
 
 def nomogram_section(ctx: ReportContext) -> Section:
     section = Section("nomogram", "Combined model and nomogram")
-    # the best selected model by the run's one selection rule supplies the rad-score
-    key = max(ctx.selected, key=ctx.selection_score) if ctx.selected else None
+    # the best selected model by the run's one selection rule supplies the score, among the feature sets without
+    # the clinical block: a score built on clinical variables plus those variables again would count them twice
+    excluded = [k for k in ctx.selected if ctx.has_clinical(k[0])]
+    candidates = [k for k in ctx.selected if k not in excluded]
+    key = max(candidates, key=ctx.selection_score) if candidates else None
     sets = ctx.sets(key) if key else {}
     if metrics.OOF_SET not in sets:
-        section.unavailable("needs out-of-fold training predictions to fit the combined model without leakage")
+        section.unavailable("needs out-of-fold training predictions of a feature set without the clinical block to "
+                            "fit the combined model without leakage")
         return section
     clinical = list(ctx.out.get("baseline_significant", []))
-    section.text(f"Logistic regression on the rad-score (logit of the out-of-fold probability of "
+    score = ctx.score_name(key[0])
+    section.text(f"Logistic regression on the {score} (logit of the out-of-fold probability of "
                  f"{model_label(key)}) plus clinical variables that differ between classes at baseline "
-                 f"(p < 0.05 in Table 1): {clinical or 'none'}; fitted on the training cohort. Its "
+                 f"(p < 0.05 in Table 1): {', '.join(clinical) or 'none'}; fitted on the training cohort. Its "
                  f"'{metrics.OOF_SET}' AUC is cross-fitted: in each CV fold the variables are chosen and the model "
                  "fitted on the other folds only.")
+    if excluded:
+        section.text(f"Not used as the score: {', '.join(model_label(k) for k in excluded)}; its feature set already "
+                     "contains the clinical block, so adding the clinical variables again would count them twice. "
+                     f"The score is the best selected model without it ({model_label(key)}, by the selection rule).")
     if ctx.manifest is None:
-        section.text("no manifest: the combined model holds the rad-score only")
+        section.text(f"no manifest: the combined model holds the {score} only")
     manifest = ctx.manifest if ctx.manifest is not None else pd.DataFrame({"case_id": ctx.predictions["case_id"]})
     targets = ctx.classes[-1:] if len(ctx.classes) == 2 else ctx.classes
     tags, results = [], {}
@@ -71,14 +80,17 @@ def nomogram_section(ctx: ReportContext) -> Section:
         aucs[metrics.OOF_SET] = _cross_fitted_auc(ctx, sets[metrics.OOF_SET], manifest, c)
         results[c] = {"coefficients": model.coef, "intercept": model.intercept, "auc": aucs}
         title = f"class {c} vs rest" if len(ctx.classes) > 2 else f"class {c}"
-        tags.append(ctx.figures.embed(nomogram.plot_nomogram(nomogram.build_nomogram(model), title), f"nomogram_{c}",
-                                      wide=True))
+        nomo = nomogram.build_nomogram(model, labels={"rad_score": score})
+        tags.append(ctx.figures.embed(nomogram.plot_nomogram(nomo, f"{title} ({score} of {model_label(key)})"),
+                                      f"nomogram_class_{c}", wide=True))
     section.table(pd.DataFrame([{"class": c, **{f"AUC {s}": _fmt(v) for s, v in r["auc"].items()}}
                                 for c, r in results.items()]), "combined-model AUC (DeLong 95% CI)")
-    section.table(pd.DataFrame([{"class": c, "intercept": r["intercept"], **r["coefficients"]}
+    section.table(pd.DataFrame([{"class": c, "intercept": r["intercept"],
+                                 **{k.replace("rad_score", score): v for k, v in r["coefficients"].items()}}
                                 for c, r in results.items()]), "coefficients (raw scale)")
     section.blocks.append(figure_row(tags))
-    ctx.out["combined_model"] = {"model": model_label(key), "clinical": clinical, "per_class": results}
+    ctx.out["combined_model"] = {"model": model_label(key), "score": score, "clinical": clinical,
+                                 "excluded": [model_label(k) for k in excluded], "per_class": results}
     return section
 
 

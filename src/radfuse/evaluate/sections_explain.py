@@ -67,8 +67,10 @@ def features_section(ctx: ReportContext) -> Section:
             coefs = _coefficient_frame(entry["coefs"], entry.get("features", path.get("features")),
                                        entry.get("classes", path.get("classes")))
             kept = coefs[(coefs != 0).any(axis=1)]
+            score = ctx.score_name(name) if name else "score"
+            shown_lambda = f"{chosen:.3g}" if isinstance(chosen, (int, float)) else str(chosen)
             section.table(kept.rename_axis("feature").reset_index(),
-                          f"{name} selected features and rad-score coefficients (lambda = {chosen})".strip())
+                          f"{name} selected features and {score} coefficients (lambda = {shown_lambda})".strip())
             for column in coefs.columns:
                 tags.append(ctx.figures.embed(figures.coefficient_figure(coefs[column], f"{name} {column}".strip()),
                                               f"lasso_coefficients_{label}_{column}"))
@@ -124,8 +126,25 @@ def gradcam_section(ctx: ReportContext) -> Section:
     if not present:
         section.unavailable("no train run linked to this report (extras 'gradcam' holds no existing PNG)")
         return section
-    section.blocks.append(figure_row([ctx.figures.embed_file(p) for p in present]))
+    section.text("Each overlay is captioned with its case, true class, cohort and the predicted probabilities of "
+                 "the best selected model (the case is found by the file name, which starts with its case_id).")
+    section.blocks.append(figure_row([ctx.figures.embed_file(p, gradcam_caption(ctx, p)) for p in present]))
     return section
+
+
+def gradcam_caption(ctx: ReportContext, path: Path) -> str:
+    """'P0001_roi1 - true class 0 - train - fused/lr: P(0) 0.812, P(1) ...' (the file name alone when unknown)."""
+    rows = ctx.predictions[ctx.predictions["split"] == "refit"]
+    if ctx.selected:
+        key = max(ctx.selected, key=ctx.selection_score)
+        rows = rows[(rows["feature_set"] == key[0]) & (rows["model"] == key[1])]
+    cases = sorted(set(rows["case_id"]), key=len, reverse=True)
+    case = next((c for c in cases if path.stem == c or path.stem.startswith(f"{c}_")), None)
+    if case is None:
+        return path.name
+    row = rows[rows["case_id"] == case].iloc[0]
+    probs = ", ".join(f"P({c}) {row[f'prob__{c}']:.3f}" for c in ctx.classes)
+    return f"{case} - true class {row['label']} - {row['cohort']} - {row['feature_set']}/{row['model']}: {probs}"
 
 
 def provenance_section(ctx: ReportContext) -> Section:

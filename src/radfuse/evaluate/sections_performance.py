@@ -5,18 +5,21 @@ from __future__ import annotations
 
 import pandas as pd
 
-from radfuse.evaluate import figures, metrics
+from radfuse.evaluate import figures, intervals, metrics
 from radfuse.evaluate.context import ReportContext, model_label
 from radfuse.evaluate.html import Section, figure_row
 
 
-def fmt_ci(entry: dict, kind: str = "ci_percentile") -> str:
-    est, ci = entry.get("estimate"), entry.get(kind) or [None, None]
-    if est is None:
-        return "n/a"
-    if ci[0] is None:
-        return f"{est:.3f}"
-    return f"{est:.3f} ({ci[0]:.3f}-{ci[1]:.3f})"
+def fmt_ci(entry: dict, kind: str = "ci_percentile", clustered: bool = False) -> str:
+    """An estimate with the interval a reader can trust: Wilson for proportions (the bootstrap when patients
+    hold several ROIs), none below the minimum n of `intervals.RULE`."""
+    if "n_smaller_group" in entry:
+        return intervals.format_estimate(entry.get("estimate"), entry.get(kind), entry["n_smaller_group"],
+                                         minimum=intervals.MIN_GROUP_FOR_AUC_CI, unit=" per group")
+    if "ci_wilson" in entry:
+        ci = entry.get(kind) if clustered else entry["ci_wilson"]
+        return intervals.format_estimate(entry.get("estimate"), ci, entry.get("n"))
+    return intervals.format_estimate(entry.get("estimate"), entry.get(kind), entry.get("n"))
 
 
 def classifier_comparison(ctx: ReportContext) -> Section:
@@ -86,8 +89,10 @@ def performance_table(ctx: ReportContext) -> Section:
     section = Section("performance", "Performance per cohort (accuracy, AUC with 95% CI)")
     section.text("Per-class rows are one-vs-rest at the Youden cut-off chosen on the out-of-fold training "
                  "predictions and applied unchanged to every cohort; the overall row holds multi-class accuracy "
-                 "and macro-average AUC. CIs: patient-level bootstrap percentile intervals "
-                 f"({ctx.n_resamples} resamples); BCa and DeLong intervals are in metrics.json.")
+                 "and macro-average AUC. CIs: Wilson score intervals for proportions (accuracy, sensitivity, "
+                 "specificity, PPV, NPV; the patient-level bootstrap where patients hold several ROIs); patient-"
+                 f"level bootstrap percentile intervals ({ctx.n_resamples} resamples) for AUC, F1 and balanced "
+                 f"accuracy; BCa and DeLong intervals are in metrics.json. {intervals.RULE}")
     for key in ctx.selected:
         result = ctx.model_metrics[model_label(key)]
         sets = list(result["sets"])
@@ -96,7 +101,8 @@ def performance_table(ctx: ReportContext) -> Section:
             row = {"row": f"class {c}" if c != "overall" else "macro / overall"}
             for s in sets:
                 scope = result["sets"][s]["overall"] if c == "overall" else result["sets"][s]["per_class"][c]
-                row[f"{s} accuracy"] = fmt_ci(scope["accuracy"])
+                clustered = result["sets"][s]["n_patients"] < result["sets"][s]["n_cases"]
+                row[f"{s} accuracy"] = fmt_ci(scope["accuracy"], clustered=clustered)
                 row[f"{s} AUC"] = fmt_ci(scope["macro_auc" if c == "overall" else "auc"])
             rows.append(row)
         section.table(pd.DataFrame(rows), f"{model_label(key)} (cut-offs from {result['threshold_source']}: "
@@ -108,23 +114,27 @@ def performance_table(ctx: ReportContext) -> Section:
 def _detail_table(ctx: ReportContext, result: dict) -> pd.DataFrame:
     rows = []
     for s, values in result["sets"].items():
+        clustered = values["n_patients"] < values["n_cases"]
         for c in ctx.classes:
             m = values["per_class"][c]
             rows.append({"set": s, "class": c, "n": values["class_counts"][c],
-                         **{name: fmt_ci(m[name]) for name in metrics.BINARY_METRICS}})
+                         **{name: fmt_ci(m[name], clustered=clustered) for name in metrics.BINARY_METRICS}})
         o = values["overall"]
         rows.append({"set": s, "class": "overall", "n": values["n_cases"],
-                     **{name: fmt_ci(o[name]) for name in metrics.OVERALL_METRICS}})
+                     **{name: fmt_ci(o[name], clustered=clustered) for name in metrics.OVERALL_METRICS}})
     return pd.DataFrame(rows)
 
 
 def roc_section(ctx: ReportContext) -> Section:
     section = Section("roc", "ROC curves (one-vs-rest per class, micro and macro average)")
+    section.text(f"Shaded bands and the intervals in every legend entry: 95% patient-level bootstrap percentile "
+                 f"intervals ({ctx.n_resamples} resamples, seed {ctx.seed}), the resamples of the tables.")
     for key in ctx.selected:
         tags = []
         for name, frame in ctx.sets(key).items():
             a = ctx.arrays(frame)
-            fig = figures.roc_figure(a.labels, a.probs, ctx.classes, f"{model_label(key)} - {name}")
+            fig = figures.roc_figure(a.labels, a.probs, ctx.classes, f"{model_label(key)} - {name}", groups=a.groups,
+                                     n_resamples=ctx.n_resamples, seed=ctx.seed)
             tags.append(ctx.figures.embed(fig, f"roc_{model_label(key)}_{name}"))
         section.blocks.append(f"<h3>{model_label(key)}</h3>" + figure_row(tags))
     return section

@@ -31,15 +31,27 @@ def _is_normal(samples: list[np.ndarray]) -> bool:
     return True
 
 
+def decimals_of(values: np.ndarray, most: int = 2) -> int:
+    """The data's own precision: the fewest decimals (0 to `most`) that write every value exactly."""
+    values = np.asarray(values, dtype=float)
+    values = values[np.isfinite(values)]
+    for d in range(most + 1):
+        if np.allclose(values, np.round(values, d), rtol=0, atol=1e-9):
+            return d
+    return most
+
+
 def continuous_row(samples: list[np.ndarray]) -> tuple[list[str], str, float]:
-    """(cell per group, test name, p-value)."""
+    """(cell per group, test name, p-value); summaries at the data's own precision (integers stay integers)."""
     normal = _is_normal(samples)
+    d = decimals_of(np.concatenate(samples)) if samples else 2
     if normal:
-        cells = [f"{np.mean(s):.2f} ({np.std(s, ddof=1):.2f})" for s in samples]
+        cells = [f"{np.mean(s):.{d}f} ({np.std(s, ddof=1):.{d}f})" for s in samples]
         test = "t-test" if len(samples) == 2 else "ANOVA"
         p = stats.ttest_ind(*samples).pvalue if len(samples) == 2 else stats.f_oneway(*samples).pvalue
     else:
-        cells = [f"{np.median(s):.2f} [{np.percentile(s, 25):.2f}, {np.percentile(s, 75):.2f}]" for s in samples]
+        cells = [f"{np.median(s):.{d}f} [{np.percentile(s, 25):.{d}f}, {np.percentile(s, 75):.{d}f}]"
+                 for s in samples]
         test = "Mann-Whitney U" if len(samples) == 2 else "Kruskal-Wallis"
         p = (stats.mannwhitneyu(*samples, alternative="two-sided").pvalue if len(samples) == 2
              else stats.kruskal(*samples).pvalue)
@@ -60,10 +72,13 @@ def categorical_test(table: np.ndarray) -> tuple[str, float]:
     return "Fisher exact (Monte Carlo)", float(stats.fisher_exact(table, method=method).pvalue)
 
 
-def baseline_table(frame: pd.DataFrame, variables: list[str], group: str) -> pd.DataFrame:
-    """Table 1 of `variables` across the levels of `group` (rows with a missing group are dropped)."""
+def baseline_table(frame: pd.DataFrame, variables: list[str], group: str,
+                   order: tuple[str, ...] = ()) -> pd.DataFrame:
+    """Table 1 of `variables` across the levels of `group` (rows with a missing group are dropped); levels named
+    in `order` (e.g. the study's cohorts) come first, in that order, the others sorted."""
     frame = frame[frame[group].notna()]
-    levels = sorted(frame[group].astype(str).unique())
+    levels = sorted(frame[group].astype(str).unique(),
+                    key=lambda lv: (order.index(lv) if lv in order else len(order), lv))
     grouped = {lv: frame[frame[group].astype(str) == lv] for lv in levels}
     header = {"variable": "n", "level": "", **{lv: str(len(g)) for lv, g in grouped.items()}, "test": "",
               "p_value": np.nan}
