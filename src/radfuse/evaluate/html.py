@@ -87,7 +87,8 @@ class FigureSink:
         for ext in ("png", "pdf"):
             with atomic_path(self.folder / f"{name}.{ext}") as tmp:
                 if ext == "png":
-                    fig.savefig(tmp, format="png", dpi=self.file_dpi, bbox_inches="tight", metadata=FIGURE_METADATA["png"])
+                    fig.savefig(tmp, format="png", dpi=self.file_dpi, bbox_inches="tight",
+                                metadata=FIGURE_METADATA["png"])
                 else:
                     fig.savefig(tmp, format="pdf", bbox_inches="tight", metadata=FIGURE_METADATA["pdf"])
             self.saved.append(self.folder / f"{name}.{ext}")
