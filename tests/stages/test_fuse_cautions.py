@@ -67,3 +67,25 @@ def test_the_caution_says_whether_the_internal_cohort_chose_the_checkpoint(tmp_p
     assert expected in caution
     clean = source is not None and source["chosen_on_validation"] is None
     assert ("judge those models on the internal" in caution) == clean
+
+
+def test_icc_tables_reach_the_pipeline_as_data_not_as_paths(tmp_path):
+    """model.joblib must not carry this machine's paths (issue 18): the ICC filter gets the table itself."""
+    import pickle
+
+    import pandas as pd
+
+    from radfuse.fuse.filters import ICCFilter
+    from radfuse.stages.fuse import embed_icc_tables
+
+    inter, intra = tmp_path / "icc.parquet", tmp_path / "icc_intra.parquet"
+    pd.DataFrame({"feature": ["rad__a"], "icc2_1": [0.9]}).to_parquet(inter)
+    pd.DataFrame({"feature": ["rad__a"], "icc2_1": [0.95]}).to_parquet(intra)
+    blocks = embed_icc_tables({"rad": {"icc": ICCFilter(str(inter), icc_column="icc2_1"),
+                                       "both": ICCFilter([str(inter), str(intra)], icc_column="icc2_1")},
+                               "deep": {"scale": None}})
+    assert isinstance(blocks["rad"]["icc"].icc_table, pd.DataFrame)
+    assert all(isinstance(t, pd.DataFrame) for t in blocks["rad"]["both"].icc_table)
+    assert str(tmp_path).encode() not in pickle.dumps(blocks)
+    missing = embed_icc_tables({"rad": {"icc": ICCFilter(str(tmp_path / "nope.parquet"))}})
+    assert missing["rad"]["icc"].icc_table == str(tmp_path / "nope.parquet")  # the filter's own error stays

@@ -37,10 +37,29 @@ def run(cfg: DictConfig) -> FusionResult:
         return result
 
 
+def embed_icc_tables(blocks: dict[str, Any]) -> dict[str, Any]:
+    """Give every ICC filter its table(s) as data rather than as paths: the fitted model (model.joblib) then holds
+    no path of this machine, and no CV fold re-reads the parquet file. A missing file stays a path, so the filter
+    still stops with its own message."""
+    import pandas as pd
+
+    from radfuse.fuse.filters import ICCFilter
+
+    def load(table):
+        return pd.read_parquet(table) if isinstance(table, (str, Path)) and Path(table).is_file() else table
+
+    for steps in blocks.values():
+        for step in (steps or {}).values():
+            if isinstance(step, ICCFilter) and step.icc_table is not None:
+                single = isinstance(step.icc_table, (str, Path, pd.DataFrame))
+                step.icc_table = load(step.icc_table) if single else [load(t) for t in step.icc_table]
+    return blocks
+
+
 def _run(cfg: DictConfig) -> FusionResult:
     start = time.perf_counter()
     cohort = load_cohort(cfg)
-    blocks = {name: instantiate(steps) for name, steps in cfg.blocks.items() if _used(cfg, name)}
+    blocks = embed_icc_tables({name: instantiate(steps) for name, steps in cfg.blocks.items() if _used(cfg, name)})
     design = build_design(cfg, cohort, blocks)
     if cfg.get("icc_table") and Path(cfg.icc_table).is_file():
         check_extract_table(Path(cfg.icc_table))
