@@ -74,6 +74,24 @@ class Study:
         return path if path.is_absolute() else (self.run_dir / path if self.exported else path.resolve())
 
 
+def _trusted_model(run_dir: Path, exported: bool) -> dict:
+    """model.joblib is a pickle (loading it runs code): loaded only when its sha256 is the one recorded beside it,
+    by the fuse run's COMPLETE.json, or by an export's schema.json (docs/runs.md, "Trusting model.joblib")."""
+    if not exported:
+        from radfuse.predict import load_model
+
+        return load_model(run_dir)
+    import json
+
+    expected = json.loads((run_dir / SCHEMA_FILE).read_text(encoding="utf-8")).get("model_sha256")
+    found = artifacts.file_sha256(run_dir / MODEL_FILE)
+    if expected != found:
+        raise StudyError(f"{run_dir / MODEL_FILE}: its sha256 {found[:12]}... is not the {SCHEMA_FILE} record "
+                         f"{str(expected)[:12]}...; the file changed after export. Export the study again from its "
+                         "fuse run, and load pickles only from a source you trust")
+    return joblib.load(run_dir / MODEL_FILE)
+
+
 def load_study(folder: str | Path) -> Study:
     """Read a fuse run folder (<out>/fuse/<run>) or a folder written by `export_study`."""
     run_dir = Path(folder)
@@ -83,7 +101,7 @@ def load_study(folder: str | Path) -> Study:
                          "fuse run (<paths.out>/fuse/<run>) or a folder written by python -m radfuse.export")
     exported = (run_dir / SCHEMA_FILE).is_file()
     fuse_cfg = OmegaConf.load(config)
-    model = joblib.load(model_path)
+    model = _trusted_model(run_dir, exported)
     study = Study(run_dir, fuse_cfg, model, [str(c) for c in model["classes"]],
                   dict(OmegaConf.to_container(fuse_cfg.data.clinical)) if fuse_cfg.data.get("clinical") else {},
                   [], [run_dir.resolve()], exported)
@@ -247,6 +265,7 @@ def _copy_train_run(run_dir: Path, checkpoint: str, target: Path) -> None:
     """The checkpoint, metrics.json (its final epoch) and the run's crop settings, without the run's paths."""
     if not (run_dir / checkpoint).is_file():
         raise StudyError(f"{run_dir / checkpoint} does not exist: the study's CNN checkpoints must be present to export")
+    artifacts.require_complete(run_dir, "train", files=(checkpoint,))  # only a finished run, its checkpoint unchanged
     target.mkdir(parents=True)
     shutil.copy2(run_dir / checkpoint, target / checkpoint)
     if (run_dir / artifacts.METRICS_FILE).is_file():
@@ -256,6 +275,7 @@ def _copy_train_run(run_dir: Path, checkpoint: str, target: Path) -> None:
             if k not in ("manifest", "demo")}
     callbacks = OmegaConf.to_container(run_cfg.get("callbacks") or {}, resolve=True)
     OmegaConf.save(OmegaConf.create({"data": data, "callbacks": callbacks}), target / CONFIG_FILE)
+    artifacts.mark_complete(target, "train")  # the exported copy is a finished run of its own
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -173,6 +173,13 @@ def test_an_exported_study_scores_identically_on_another_machine(study, tmp_path
         original = score_manifest(tmp_path / name / "manifest.csv", study["run_dir"], tmp_path / f"{name}_original")
         pd.testing.assert_frame_equal(exported, original, check_exact=False, rtol=0, atol=1e-12)
 
+    from radfuse.export import StudyError, load_study
+
+    with open(moved / "model.joblib", "ab") as model:  # a pickle changed after export is never loaded
+        model.write(b"tampered")
+    with pytest.raises(StudyError, match="sha256.*changed after export"):
+        load_study(moved)
+
 
 @pytest.mark.slow
 def test_bad_new_manifests_and_output_folders_are_refused_with_the_fix(study, tmp_path, capsys):
