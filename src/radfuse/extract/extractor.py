@@ -2,8 +2,8 @@
 
 A subclass of `RadiomicsFeatureExtractor`, so nothing of PyRadiomics is patched for other users of the process:
 
-- `computeFeatures` also reports the grey levels of every image type (`grey_levels`, same count and key as
-  `grey_level_extractor`);
+- `computeFeatures` also reports the grey levels of every image type (`grey_levels.count_grey_levels`, key
+  `diagnostics_radfuse_grey_levels_<image>`);
 - `loadImage` hands PyRadiomics' own GeneralInfo to `FastProvenance`, which writes the same diagnostics with
   cheaper primitives (`provenance`).
 """

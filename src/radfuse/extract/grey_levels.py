@@ -9,8 +9,9 @@ of every ROI and image type as PyRadiomics' own `binImage` makes them (a diagnos
 `diagnostics_radfuse_grey_levels_<image>`), prints a summary, and refuses a run in which most ROIs of an image
 type get fewer than a handful of levels, naming the setting and a fix.
 
-The count is taken inside `RadiomicsFeatureExtractor.computeFeatures` (a subclass of the extractor, so nothing
-of PyRadiomics is patched), on the exact image, mask and settings the feature classes receive.
+The count is taken inside `RadiomicsFeatureExtractor.computeFeatures` (radfuse.extract.extractor, a subclass of
+the extractor, so nothing of PyRadiomics is patched), on the exact image, mask and settings the feature classes
+receive.
 """
 
 from __future__ import annotations
@@ -35,22 +36,6 @@ def count_grey_levels(image_array: np.ndarray, mask_array: np.ndarray, settings:
         return 0
     binned, _ = imageoperations.binImage(np.asarray(image_array), inside, **dict(settings))
     return int(len(np.unique(binned[inside])))
-
-
-def grey_level_extractor(params: Mapping[str, Any]):  # noqa: ANN201 - radiomics has no type hints
-    """A RadiomicsFeatureExtractor that also reports the grey levels of every image type it computes."""
-    import SimpleITK as sitk
-    from radiomics.featureextractor import RadiomicsFeatureExtractor
-
-    class GreyLevelCountingExtractor(RadiomicsFeatureExtractor):
-        def computeFeatures(self, image, mask, imageTypeName, **kwargs):  # noqa: N802 - PyRadiomics' name
-            features = super().computeFeatures(image, mask, imageTypeName, **kwargs)
-            if features:  # an image type with texture / first-order features at all
-                count = count_grey_levels(sitk.GetArrayViewFromImage(image), sitk.GetArrayViewFromImage(mask), kwargs)
-                features[f"{GREY_LEVELS_PREFIX}{imageTypeName}"] = str(count)
-            return features
-
-    return GreyLevelCountingExtractor(dict(params))
 
 
 @dataclass

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -87,8 +87,10 @@ def save_overlay(image: np.ndarray, heat: np.ndarray, path: str | Path, title: s
 
 
 def overlays_for_run(run_dir: Path, cases: Sequence[str], layer: str | None, checkpoint: str,
-                     out_dir: Path | None = None) -> list[Path]:
-    """Overlay PNGs `<case>_<layer>.png` in `out_dir` (default `<run_dir>/cam`)."""
+                     out_dir: Path | None = None,
+                     names: Mapping[str, tuple[str, str]] | None = None) -> list[Path]:
+    """Overlay PNGs `<case>_<layer>.png` in `out_dir` (default `<run_dir>/cam`); `names` maps a case to its
+    (title, file stem) instead, e.g. so a shared report shows no case id."""
     from radfuse.data.train_run import reopen_train_run
     from radfuse.models.module import load_classifier
 
@@ -99,8 +101,8 @@ def overlays_for_run(run_dir: Path, cases: Sequence[str], layer: str | None, che
     for batch in batches:
         heat = grad_cam(model, batch["image"], layer)
         for image, hot, case in zip(batch["image"].numpy(), heat.numpy(), batch["case_id"]):
-            target = Path(out_dir or run_dir / "cam") / f"{case}_{layer}.png"
-            written.append(save_overlay(image, hot, target, f"{case} {layer}"))
+            title, stem = names[str(case)] if names else (f"{case} {layer}", f"{case}_{layer}")
+            written.append(save_overlay(image, hot, Path(out_dir or run_dir / "cam") / f"{stem}.png", title))
     return written
 
 

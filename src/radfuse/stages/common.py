@@ -11,11 +11,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from radfuse.artifacts import CONFIG_FILE, splits_path, write_provenance, write_text
 from radfuse.data.crops import CropConfig
+from radfuse.data.train_run import crop_from_settings
 from radfuse.data.manifest import coerce_clinical, read_manifest
 from radfuse.data.splits import Splits, load_or_make_splits
 from radfuse.data.validate import ensure_valid
 
-CROP_KEYS = ("mode", "spacing", "window", "margin", "size", "axis", "channels", "normalize", "aspect", "resample_masks")
 
 
 @dataclass
@@ -70,10 +70,8 @@ def load_cohort(cfg: DictConfig) -> Cohort:
 
 
 def crop_config(data: DictConfig) -> CropConfig:
-    settings = {k: data[k] for k in CROP_KEYS if k in data}
-    if "spacing" in settings:
-        settings["spacing"] = tuple(settings["spacing"])
-    return CropConfig(**settings)
+    """The crop settings of a `data` config node (the one mapping, shared with reopened train runs)."""
+    return crop_from_settings(data)
 
 
 def save_run_config(cfg: DictConfig, folder: str | Path, inputs: dict | None = None) -> None:

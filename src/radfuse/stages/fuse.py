@@ -194,22 +194,14 @@ def gradcam_overlays(cfg: DictConfig, cohort: Cohort, out: Path) -> list[Path]:
 
 def cam_overlays(run_dir: Path, chosen: dict[str, list[str]], folder: Path, show_case_ids: bool) -> list[Path]:
     """Grad-CAM overlays of best.ckpt's last stage for the chosen cases of each class."""
-    from radfuse.models.cam import grad_cam, save_overlay
+    from radfuse.models.cam import overlays_for_run
     from radfuse.models.module import load_classifier
-    from radfuse.stages.train import datamodule_for_run
 
-    model = load_classifier(str(run_dir / "best.ckpt"))
-    layer = model.backbone.stage_names[-1]
+    layer = load_classifier(str(run_dir / "best.ckpt")).backbone.stage_names[-1]
     names = {str(case): (f"{case} {layer}", f"{case}_{layer}") if show_case_ids else
              (f"class {cls}, example {k + 1} ({layer})", f"class_{cls}_{k + 1}_{layer}")
              for cls, cases in chosen.items() for k, case in enumerate(cases)}
-    written = []
-    for batch in datamodule_for_run(run_dir, list(names)).predict_dataloader():
-        heat = grad_cam(model, batch["image"], layer)
-        for image, hot, case in zip(batch["image"].numpy(), heat.numpy(), batch["case_id"]):
-            title, stem = names[str(case)]
-            written.append(save_overlay(image, hot, folder / f"{stem}.png", title))
-    return written
+    return overlays_for_run(run_dir, list(names), layer, "best.ckpt", out_dir=folder, names=names)
 
 
 class DeepRemarks(NamedTuple):

@@ -238,15 +238,3 @@ def run_or_exit(cfg: DictConfig) -> float | None:
     except (TrainConfigError, WeightsError, RunFolderLocked) as err:
         print(f"[radfuse] error: {err}", file=sys.stderr, flush=True)
         sys.exit(2)
-
-
-def datamodule_for_run(run_dir: str | Path, cases: list[str] | None = None) -> RadfuseDataModule:
-    """The datamodule a finished run was trained with (from its config.yaml), optionally limited to some cases."""
-    cfg = OmegaConf.load(Path(run_dir) / artifacts.CONFIG_FILE)
-    cohort = load_cohort(cfg)
-    if cases is not None:
-        unknown = sorted(set(cases) - set(cohort.frame["case_id"]))
-        if unknown:
-            raise KeyError(f"case(s) {unknown} are not in the manifest {cohort.manifest_path}")
-        cohort.frame = cohort.frame[cohort.frame["case_id"].isin(cases)]
-    return build_datamodule(cfg, cohort)
