@@ -1,6 +1,6 @@
 """Time build_report on a Liu-2025-sized run: 9 classifiers x 3 feature sets, 4 cohorts (860 patients).
 
-    python bench/report_speed.py
+    PYTHONPATH=src:. python bench/report_speed.py
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from radfuse.evaluate import synthetic
 from radfuse.evaluate.report import build_report
+from tests.evaluate import synthetic  # the simulated runs of the report tests
 
 CLASSIFIERS = ["lr", "svm", "knn", "dt", "rf", "extratrees", "xgboost", "lightgbm", "mlp"]
 

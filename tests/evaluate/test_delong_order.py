@@ -12,7 +12,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = textwrap.dedent("""
     import json
-    from radfuse.evaluate import synthetic
+    from tests.evaluate import synthetic
     from radfuse.evaluate.context import ReportContext
     from radfuse.evaluate.sections_delong import paired_comparisons, unpaired_comparisons
 

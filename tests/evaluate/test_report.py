@@ -14,7 +14,7 @@ from sklearn.linear_model import LogisticRegression, lasso_path
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from radfuse.evaluate import synthetic
+from tests.evaluate import synthetic
 from radfuse.evaluate.__main__ import main
 from radfuse.evaluate.report import build_report
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from radfuse.evaluate import synthetic
+from tests.evaluate import synthetic
 from radfuse.evaluate.report import build_report
 
 CLASSES = ["0", "1", "2"]

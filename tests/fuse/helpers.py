@@ -10,7 +10,7 @@ from radfuse.fuse.filters import CorrelationFilter
 from radfuse.fuse.lasso import LassoSelector
 from radfuse.fuse.reduce import BlockPCA
 from radfuse.fuse.search import ClassifierSpec
-from radfuse.fuse.synthetic import make_feature_cohort
+from tests.fuse.synthetic import make_feature_cohort
 
 
 def small_lasso():

@@ -11,7 +11,7 @@ from sklearn.preprocessing import StandardScaler
 from radfuse.fuse.design import block_table, design_frame
 from radfuse.fuse.impute import TrainingMedianImputer
 from radfuse.fuse.pipeline import fusion_pipeline
-from radfuse.fuse.synthetic import make_feature_cohort
+from tests.fuse.synthetic import make_feature_cohort
 
 
 def _design_with_holes():

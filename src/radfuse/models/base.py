@@ -65,10 +65,11 @@ class FeatureBackbone(nn.Module):
         return global_pool(self.stage_maps(x, keep=layer)[1])
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """The classifier on a pooled embedding (`pre_logits`: the embedding itself), as timm's models split it."""
         return x if pre_logits else self.fc(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.forward_features(x))
+        return self.forward_head(self.forward_features(x))
 
     def head_parameter_names(self) -> set[str]:
         return {f"fc.{name}" for name, _ in self.fc.named_parameters()}
