@@ -157,7 +157,8 @@ def timed(python: str, args: list[str], log: Path) -> float:
     env = {**os.environ, **THREADS, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     start = time.perf_counter()
     with open(log, "w", encoding="utf-8") as handle:
-        subprocess.run([python, *args], check=True, env=env, stdout=handle, stderr=subprocess.STDOUT)
+        # cwd: flash-radiomics writes an HDF5 copy of every result into ./flash_radiomics_hdf5
+        subprocess.run([python, *args], check=True, env=env, stdout=handle, stderr=subprocess.STDOUT, cwd=log.parent)
     return time.perf_counter() - start
 
 
