@@ -125,7 +125,7 @@ def study_yaml(study: Study) -> str:
         "    crossfit:",
         "      train_runs: cv           # the fold CNNs cv0, cv1, ... (train.py -m data.fold=... 'run=cv${data.fold}')",
         "report:",
-        "  train_run: main              # Grad-CAM overlays from this CNN",
+        "  train_run: main              # Grad-CAM from this CNN only when no block is cross-fitted",
         "blocks:",
         "  rad:",
         "    combat: null               # one site: nothing to harmonise" if one_site else

@@ -10,15 +10,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
 from sklearn.metrics import roc_auc_score
 
-from radfuse.artifacts import COMPLETE_FILE, RunIncomplete, mark_complete
-from radfuse.extract.crossfit import cross_fit
-from tests.extract.synthetic import make_cohort
-
-CONF = Path(__file__).resolve().parents[2] / "conf"
+from radfuse.artifacts import COMPLETE_FILE, RunIncomplete
+from radfuse.extract.crossfit import cross_fit, scoring_folds
+from tests.extract.crossfit_runs import extract_cfg as _extract_cfg
+from tests.extract.crossfit_runs import fold_run as _fold_run
+from tests.extract.crossfit_runs import small_cohort as _cohort
 
 
 def _table(cases, values):
@@ -35,6 +33,20 @@ def test_train_cases_take_their_fold_model_and_others_the_mean():
     out = cross_fit({0: m0, 1: m1}, folds).set_index("case_id")
     expected = [[1, -1], [20, -20], [3, -3], [22, -22]]  # d: (4 + 40) / 2
     np.testing.assert_allclose(out.loc[cases].to_numpy(), expected)
+
+
+def test_scoring_folds_name_the_models_whose_scores_cross_fit_gives_a_case():
+    """The rule Grad-CAM panels follow to map a case with the CNN(s) that scored it: one model per case here is
+    a one-hot score, so cross_fit's row says which models it averaged."""
+    cases, folds = ["a", "b", "c"], pd.Series([0.0, 1.0, np.nan], index=["a", "b", "c"])
+    onehot = {k: _table(cases, [[float(k == 0), float(k == 1)]] * 3) for k in (0, 1)}
+    out = cross_fit(onehot, folds).set_index("case_id")
+    for case in cases:
+        used = scoring_folds(folds[case], [0, 1], case)
+        np.testing.assert_allclose(out.loc[case].to_numpy(), np.mean([onehot[k].iloc[0, 1:] for k in used], 0))
+    assert scoring_folds(None, [1, 0]) == [0, 1] and scoring_folds(1.0, [0, 1]) == [1]
+    with pytest.raises(ValueError, match=r"case 'x' is a training case of CV fold 2.*data.fold=2"):
+        scoring_folds(2.0, [0, 1], "x")
 
 
 def test_scores_of_a_memorising_model_stop_leaking_when_cross_fitted():
@@ -69,43 +81,6 @@ def test_missing_fold_model_or_case_is_named():
 
 # ------------------------------------------------------------------------------------------------ the stage
 models = pytest.importorskip("radfuse.models")
-
-
-def _extract_cfg(out: Path, manifest: Path, *overrides: str):
-    with initialize_config_dir(str(CONF), version_base="1.3"):
-        return compose("extract", overrides=[
-            f"paths.out={out}", f"data.manifest={manifest}", "extract.progress=false", "data.classes=[0,1]",
-            "~data.clinical", "data.split.n_folds=2", "data.size=32", "data.channels=1", "data.mode=2d",
-            "radiomics=fast", "extract.deep.source=null", *overrides])
-
-
-def _fold_run(out: Path, name: str, fold: int | None, cfg, epochs: int = 5, last_epoch: int | None = None,
-              callbacks: dict | None = None) -> torch.nn.Module:
-    """A train run folder as train.py leaves it: last.ckpt of a (random) classifier saved at `last_epoch` (default:
-    the final one), metrics.json of an `epochs`-epoch run, config.yaml with data.fold (and `callbacks`)."""
-    from radfuse.models.module import RadfuseClassifier
-
-    torch.manual_seed(17 + (fold or 0))
-    model = RadfuseClassifier(arch="resnet18", spatial_dims=2, in_channels=1, num_classes=2, classes=["0", "1"],
-                              class_weights=None, input_mean=[0.1], input_std=[1.5])
-    run_dir = out / "train" / name
-    run_dir.mkdir(parents=True)
-    torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams),
-                "epoch": epochs - 1 if last_epoch is None else last_epoch,
-                "pytorch-lightning_version": __import__("lightning").__version__}, run_dir / "last.ckpt")
-    (run_dir / "metrics.json").write_text(json.dumps({"epochs_completed": epochs, "validated_on": f"CV fold {fold}"}))
-    data = OmegaConf.to_container(cfg.data, resolve=True)
-    OmegaConf.save({"data": {**data, "fold": fold}, "callbacks": callbacks or {}}, run_dir / "config.yaml")
-    mark_complete(run_dir, "train")  # written last, as the train stage does
-    return model.eval()
-
-
-def _cohort(tmp_path: Path) -> Path:
-    manifest = make_cohort(tmp_path / "data", n_cases=10, mask2=False)
-    frame = pd.read_csv(manifest)
-    frame.loc[frame["patient_id"] == "p04", "cohort"] = "external"
-    frame.to_csv(manifest, index=False)
-    return manifest
 
 
 def test_stage_writes_out_of_fold_scores_of_the_fold_checkpoints(tmp_path):

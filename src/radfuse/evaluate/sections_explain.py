@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -10,9 +11,11 @@ import pandas as pd
 import yaml
 
 from radfuse.artifacts import package_versions, write_parquet
-from radfuse.evaluate import figures, shap_explain
+from radfuse.data.validate import label_str
+from radfuse.evaluate import figures, metrics, shap_explain
 from radfuse.evaluate.context import ReportContext, model_label
-from radfuse.evaluate.html import Section, figure_row
+from radfuse.evaluate.gradcam import CamPanel, cam_figure
+from radfuse.evaluate.html import Section, figure_row, slug
 
 SHAP_TABLE = "shap_values.parquet"
 LASSO_KEYS = ("path", "coefs", "lambda")
@@ -120,16 +123,91 @@ def _shap_figures(ctx: ReportContext, key, result: shap_explain.ShapResult) -> s
 
 
 def gradcam_section(ctx: ReportContext) -> Section:
+    """CamPanels (extras 'gradcam', from the fuse stage) drawn and labelled here; PNG paths are embedded as given."""
     section = Section("gradcam", "Grad-CAM overlays")
-    paths = [Path(p) for p in ctx.extras.get("gradcam") or []]
-    present = [p for p in paths if p.is_file()]
-    if not present:
-        section.unavailable("no train run linked to this report (extras 'gradcam' holds no existing PNG)")
+    given = list(ctx.extras.get("gradcam") or [])
+    panels = [p for p in given if isinstance(p, CamPanel)]
+    present = [Path(p) for p in given if not isinstance(p, CamPanel) and Path(p).is_file()]
+    if not panels and not present:
+        section.unavailable("no train run linked to this report (extras 'gradcam' holds no Grad-CAM panel and no "
+                            "existing PNG)")
         return section
-    section.text("Each overlay is captioned with its case, true class, cohort and the predicted probabilities of "
-                 "the best selected model (the case is found by the file name, which starts with its case_id).")
-    section.blocks.append(figure_row([ctx.figures.embed_file(p, gradcam_caption(ctx, p)) for p in present]))
+    if panels:
+        section.text(
+            "Each panel shows the crop the CNN saw with the Grad-CAM heat map of the CNN that scored the case: for a "
+            "training case the fold CNN trained without its CV fold (the out-of-fold score the model used), for "
+            "any other case the mean of the fold CNNs' maps (the mean of their scores); the caption names the "
+            "network. Labels: case (an anonymised number unless report.show_case_ids=true), true class, cohort, "
+            "and the predicted probabilities of the model shown (the best selected fused model using that CNN's "
+            "block; out-of-fold for a training case). The colour bar is the map's relative evidence for the "
+            "class named, 0 to 1 (each map scaled to its peak).")
+        labels = [gradcam_label(ctx, panel, n) for n, panel in enumerate(panels, 1)]
+        section.blocks.append(figure_row([
+            ctx.figures.embed(cam_figure(p.image, p.heat, label.title), label.name, label.caption)
+            for p, label in zip(panels, labels)]))
+        ctx.out["gradcam"] = [{"figure": label.name, **label.record} for label in labels]
+    if present:
+        section.text("Overlays given as PNG files, captioned with their case, true class, cohort and the predicted "
+                     "probabilities of the best selected model (the case is found by the file name, which starts "
+                     "with its case_id).")
+        section.blocks.append(figure_row([ctx.figures.embed_file(p, gradcam_caption(ctx, p)) for p in present]))
     return section
+
+
+@dataclass
+class PanelLabel:
+    name: str     # file stem under figures/
+    title: str    # the figure's own title (lines)
+    caption: str  # the report's caption
+    record: dict  # metrics.json
+
+
+def _shown_model(ctx: ReportContext, block: str | None) -> tuple[str, str] | None:
+    """The best selected model fed by `block`, a fused one first; the best selected model when none is."""
+    keys = list(ctx.selected) or metrics.model_keys(ctx.predictions)
+    fed = [k for k in keys if block is not None and block in ctx.blocks_of(k[0])]
+    fused = [k for k in fed if ctx.is_fused(k[0])]
+    pool = fused or fed or keys
+    return max(pool, key=ctx.selection_score) if pool else None
+
+
+def gradcam_label(ctx: ReportContext, panel: CamPanel, number: int) -> PanelLabel:
+    """Case (or 'case #n'), true class, cohort, the shown model's predicted probabilities, and which CNN."""
+    show_ids = bool(ctx.extras.get("show_case_ids"))
+    case = panel.case_id if show_ids else f"case #{number}"
+    key = _shown_model(ctx, panel.block)
+    rows = ctx.predictions[ctx.predictions["case_id"] == panel.case_id]
+    if key is not None:
+        rows = rows[(rows["feature_set"] == key[0]) & (rows["model"] == key[1])]
+    oof = rows[rows["split"] == "oof"]
+    row = (oof if len(oof) else rows[rows["split"] == "refit"]).head(1)
+    truth, cohort = _truth_and_cohort(ctx, panel.case_id, row)
+    if len(row) and key is not None:
+        values = {c: float(row[f"prob__{c}"].iloc[0]) for c in ctx.classes}
+        shown = values if len(values) <= 4 else {c: values[c] for c in dict.fromkeys(
+            [truth, max(values, key=values.get)]) if c in values}
+        kind = "out-of-fold" if len(oof) else "refit model"
+        probs = f"{model_label(key)} ({kind}): " + ", ".join(f"P({c}) {v:.3f}" for c, v in shown.items())
+    else:
+        values, probs = {}, "no prediction for this case in the predictions table"
+    head = f"{case} | true class {truth} | {cohort}"
+    cam = f"Grad-CAM at {panel.layer} for class {panel.target}: {panel.cnn}"
+    stem = f"gradcam_{case}" if show_ids else f"gradcam_case{number:02d}_class_{truth}"
+    record = {"case": case, "true_class": truth, "cohort": cohort, "model": model_label(key) if key else None,
+              "probabilities": values, "target_class": panel.target, "layer": panel.layer, "cnn": panel.cnn}
+    return PanelLabel(slug(stem), "\n".join((head, probs, cam)), f"{head} - {probs} - {cam}", record)
+
+
+def _truth_and_cohort(ctx: ReportContext, case: str, row: pd.DataFrame) -> tuple[str, str]:
+    if len(row):
+        return str(row["label"].iloc[0]), str(row["cohort"].iloc[0])
+    manifest = ctx.manifest
+    if manifest is not None and "case_id" in manifest:
+        match = manifest[manifest["case_id"].astype(str) == case]
+        if len(match):
+            return (str(label_str(match["label"].iloc[0])) if "label" in match else "unknown",
+                    str(match["cohort"].iloc[0]) if "cohort" in match else "unknown cohort")
+    return "unknown", "unknown cohort"
 
 
 def gradcam_caption(ctx: ReportContext, path: Path) -> str:

@@ -1,6 +1,8 @@
 """Grad-CAM (Selvaraju et al. 2017) for any radfuse backbone and named layer, 2D and 3D, plus overlay PNGs.
 
 `grad_cam(model, images, layer)` returns one heat map per crop, at the crop's resolution, scaled to [0, 1].
+`crossfit_cams` maps each case with the CNN(s) that scored it under the cross-fit rule (radfuse.extract.crossfit),
+`single_cams` with one CNN; both give `radfuse.evaluate.gradcam.CamPanel`s for the report.
 Command line (writes `<run>/cam/<case_id>_<layer>.png`; 3D crops as three mid-slices):
 
     python -m radfuse.models.cam RUN_FOLDER --cases CASE [CASE ...] [--layer layer4] [--checkpoint best.ckpt]
@@ -10,13 +12,15 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from radfuse.evaluate.gradcam import CamPanel, cam_figure
+from radfuse.extract.crossfit import scoring_folds
 from radfuse.models.base import FeatureBackbone, global_pool
 
 
@@ -56,34 +60,69 @@ def grad_cam(model: nn.Module, images: torch.Tensor, layer: str | None = None,
     return cam / peak.view(-1, *([1] * (cam.ndim - 1)))
 
 
-def mid_slices(volume: np.ndarray) -> list[np.ndarray]:
-    """Three orthogonal mid-slices of a [D, H, W] volume."""
-    d, h, w = volume.shape
-    return [volume[d // 2], volume[:, h // 2], volume[:, :, w // 2]]
-
-
 def save_overlay(image: np.ndarray, heat: np.ndarray, path: str | Path, title: str = "") -> Path:
-    """A grey crop (channel 0) with its heat map on top; 3D crops as three mid-slices."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """A grey crop (channel 0) with its heat map on top and a colour bar, as a PNG; 3D crops as three
+    mid-slices."""
     from radfuse.artifacts import atomic_path
 
-    grey = image[0] if image.ndim in (3, 4) else image
-    panels = mid_slices(grey) if grey.ndim == 3 else [grey]
-    heats = mid_slices(heat) if heat.ndim == 3 else [heat]
-    fig, axes = plt.subplots(1, len(panels), figsize=(3 * len(panels), 3), squeeze=False)
-    for ax, panel, hot in zip(axes[0], panels, heats):
-        ax.imshow(panel, cmap="gray")
-        ax.imshow(hot, cmap="jet", alpha=0.4, vmin=0, vmax=1)
-        ax.axis("off")
-    fig.suptitle(title, fontsize=9)
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
-    plt.close(fig)
+        cam_figure(image, heat, title).savefig(tmp, format="png", dpi=100, bbox_inches="tight")
     return Path(path)
+
+
+def _centred_logits(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        logits = model(images)
+    return logits - logits.mean(dim=1, keepdim=True)
+
+
+def crossfit_cams(models: Mapping[int, nn.Module], batches: Iterable[Mapping], fold_of_case: Mapping[str, float],
+                  names: Mapping[int, str], classes: Sequence[str], layer: str | None = None,
+                  block: str | None = None) -> list[CamPanel]:
+    """Grad-CAM of the CNN(s) that scored each case under the cross-fit rule (radfuse.extract.crossfit): a training
+    case of fold k gets the map of fold CNN k (trained without fold k, whose out-of-fold score the model used);
+    every other case the mean of the K fold CNNs' maps, as its deep score is the mean of theirs.
+
+    models: fold k -> the CNN trained without fold k; fold_of_case: case_id -> CV fold, NaN (or absent) outside
+    the training cohort; names: fold k -> how to name CNN k in a caption ("train run cv0, last.ckpt"). The class
+    mapped is the one the scoring CNN(s) favour: the argmax of their (mean) centred logits, the deep block's score.
+    """
+    folds = sorted(int(k) for k in models)
+    layer = layer or models[folds[0]].backbone.stage_names[-1]
+    panels = []
+    for batch in batches:
+        images = batch["image"]
+        logits = {k: _centred_logits(models[k], images) for k in folds}
+        for i, case in enumerate(str(c) for c in batch["case_id"]):
+            used = scoring_folds(fold_of_case.get(case), folds, case)
+            target = torch.stack([logits[k][i] for k in used]).mean(0).argmax().view(1)
+            heat = torch.stack([grad_cam(models[k], images[i:i + 1], layer, target)[0] for k in used]).mean(0)
+            panels.append(CamPanel(case, images[i].numpy(), heat.numpy(), _scored_by(used, folds, names),
+                                   str(classes[int(target)]), layer, block))
+    return panels
+
+
+def _scored_by(used: list[int], folds: list[int], names: Mapping[int, str]) -> str:
+    if len(used) == 1 and len(folds) > 1:
+        k = used[0]
+        return (f"fold-{k} CNN ({names[k]}), trained without this case's CV fold: the CNN whose out-of-fold "
+                "score the model used")
+    listed = "; ".join(f"fold {k}: {names[k]}" for k in used)
+    return (f"mean of the Grad-CAMs of the {len(used)} fold CNNs ({listed}), each scaled to [0, 1]: a case "
+            "outside the training folds gets the mean of their scores")
+
+
+def single_cams(model: nn.Module, batches: Iterable[Mapping], name: str, classes: Sequence[str],
+                layer: str | None = None, block: str | None = None) -> list[CamPanel]:
+    """Grad-CAM of one CNN for every case of `batches` (its predicted class); `name` says which CNN and why it."""
+    layer = layer or model.backbone.stage_names[-1]
+    panels = []
+    for batch in batches:
+        targets = _centred_logits(model, batch["image"]).argmax(dim=1)
+        heat = grad_cam(model, batch["image"], layer, targets)
+        for image, hot, case, target in zip(batch["image"].numpy(), heat.numpy(), batch["case_id"], targets):
+            panels.append(CamPanel(str(case), image, hot, name, str(classes[int(target)]), layer, block))
+    return panels
 
 
 def overlays_for_run(run_dir: Path, cases: Sequence[str], layer: str | None, checkpoint: str,

@@ -15,14 +15,14 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from radfuse import artifacts
 from radfuse.artifacts import (CROSSFIT_TABLE, DEEP_SOURCES_FILE, METRICS_FILE, MODEL_FILE, PREDICTIONS_TABLE,
                                atomic_path, fuse_dir, write_csv, write_json, write_parquet)
-from radfuse.data.manifest import COHORT, LABEL
-from radfuse.data.validate import label_str
+from radfuse.data.manifest import COHORT
 from radfuse.fuse.combat import ComBat
 from radfuse.fuse.design import META_PREFIX, Design, block_table, design_frame
 from radfuse.fuse.experiment import SELECTION_RULE, FusionResult, FusionSetup, report_inputs, run_fusion
 from radfuse.fuse.search import ClassifierSpec
 from radfuse.run_lock import run_lock
 from radfuse.stages.common import Cohort, load_cohort, save_run_config
+from radfuse.stages.fuse_gradcam import gradcam_panels
 
 CV_RESULTS_FILE = "cv_results.csv"
 
@@ -158,7 +158,8 @@ def winner_line(feature_set: str, entry: dict) -> str:
 
 def write_report(cfg: DictConfig, cohort: Cohort, design: Design, result: FusionResult, out: Path,
                  notes: list[str] = ()) -> Path | None:
-    """The evaluation and report.html of this run (radfuse.evaluate), with Grad-CAM of the linked train run."""
+    """The evaluation and report.html of this run (radfuse.evaluate), with Grad-CAM panels of the CNN(s) that
+    scored each shown case (radfuse.stages.fuse_gradcam)."""
     if not cfg.report.enabled:
         return None
     from radfuse.evaluate.report import build_report
@@ -168,40 +169,10 @@ def write_report(cfg: DictConfig, cohort: Cohort, design: Design, result: Fusion
               "show_case_ids": bool(cfg.report.get("show_case_ids", False)),
               "cautions": result.metrics.get("cautions", []), "notes": list(notes),
               "n_resamples": int(cfg.report.n_resamples), "seed": int(cfg.cv.seed),
-              "gradcam": gradcam_overlays(cfg, cohort, out)}
+              "gradcam": gradcam_panels(cfg, cohort, set(result.predictions["case_id"].astype(str)))}
     frame = cohort.frame.assign(**{COHORT: cohort.splits.cohort_of(cohort.frame)})
     return build_report(out, result.predictions, classes=cohort.classes, manifest=frame,
                         clinical_columns=list(cohort.clinical), extras=extras)
-
-
-def gradcam_overlays(cfg: DictConfig, cohort: Cohort, out: Path) -> list[Path]:
-    """Overlays for a few cases of each class, when a finished train run is linked (else none). Named and titled
-    by case id only with report.show_case_ids=true; else `<class>_<n>.png`, titled with the class."""
-    run_dir = Path(cfg.paths.out) / "train" / str(cfg.report.train_run) if cfg.report.train_run else None
-    if run_dir is None or not (run_dir / "best.ckpt").is_file():
-        return []
-    labels = cohort.frame[LABEL].map(label_str)
-    chosen = {cls: list(cohort.frame.loc[labels == cls, "case_id"].head(int(cfg.report.gradcam_per_class)))
-              for cls in cohort.classes}
-    folder = out / "figures" / "gradcam"
-    try:
-        artifacts.require_complete(run_dir, "train", files=("best.ckpt",))
-        return cam_overlays(run_dir, chosen, folder, bool(cfg.report.get("show_case_ids", False)))
-    except (OSError, KeyError, RuntimeError, ValueError) as err:  # the report says it is missing; the run goes on
-        print(f"[radfuse] Grad-CAM overlays skipped: {err}", flush=True)
-        return []
-
-
-def cam_overlays(run_dir: Path, chosen: dict[str, list[str]], folder: Path, show_case_ids: bool) -> list[Path]:
-    """Grad-CAM overlays of best.ckpt's last stage for the chosen cases of each class."""
-    from radfuse.models.cam import overlays_for_run
-    from radfuse.models.module import load_classifier
-
-    layer = load_classifier(str(run_dir / "best.ckpt")).backbone.stage_names[-1]
-    names = {str(case): (f"{case} {layer}", f"{case}_{layer}") if show_case_ids else
-             (f"class {cls}, example {k + 1} ({layer})", f"class_{cls}_{k + 1}_{layer}")
-             for cls, cases in chosen.items() for k, case in enumerate(cases)}
-    return overlays_for_run(run_dir, list(names), layer, "best.ckpt", out_dir=folder, names=names)
 
 
 class DeepRemarks(NamedTuple):
