@@ -15,7 +15,7 @@ from hydra import compose, initialize_config_dir
 from PIL import Image
 
 from radfuse.artifacts import COMPLETE_FILE, mark_complete
-from radfuse.evaluate import synthetic
+from tests.evaluate import synthetic
 from radfuse.evaluate.gradcam import CamPanel
 from tests.extract.crossfit_runs import CONF, extract_cfg, fold_run, small_cohort
 

@@ -11,6 +11,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 import pandas as pd
@@ -127,3 +128,16 @@ def _mismatch_message(path: Path, splits: Splits, frame: pd.DataFrame) -> str:
     detail = detail or "ROIs, labels or cohorts changed for existing patients"
     return (f"{path} was made from a different manifest ({detail}). radfuse never re-splits silently: restore "
             f"the manifest, or delete {path} to make a new split (earlier results then no longer compare).")
+
+
+def scoring_folds(fold: float | None, folds: Iterable[int], case: str = "") -> list[int]:
+    """The fold models whose scores a case gets under `cross_fit`'s rule: [k] for a training case of fold k, every
+    fold model for any other case (`fold` None or NaN). `extract.crossfit.cross_fit` applies
+    it to the scores; Grad-CAM panels use it to map the CNN(s) that scored a case."""
+    folds = sorted(int(k) for k in folds)
+    if fold is None or pd.isna(fold):
+        return folds
+    if int(fold) not in folds:
+        raise ValueError(f"case {case!r} is a training case of CV fold {int(fold)}, but only fold models {folds} "
+                         f"are given: train the missing one (python train.py data.fold={int(fold)})")
+    return [int(fold)]

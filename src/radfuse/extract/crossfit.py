@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from radfuse.artifacts import KEY_COLUMN
+from radfuse.data.splits import scoring_folds  # noqa: F401 - the rule cross_fit applies, kept beside it
 from radfuse.extract.deep import extract_embeddings
 
 SCORE_LAYER = "logit"
@@ -46,18 +47,6 @@ def class_scores(classifier: nn.Module, dataloader: Iterable[Mapping], tta: bool
     """One row per ROI: `case_id`, `deep__logit_0` ... `deep__logit_<C-1>` (centred logits, class order)."""
     table = extract_embeddings(CentredLogits(classifier), dataloader, tta=tta, device=device)
     return table.rename(columns=lambda c: c.replace("penultimate_", f"{SCORE_LAYER}_"))
-
-
-def scoring_folds(fold: float | None, folds: Iterable[int], case: str = "") -> list[int]:
-    """The fold models whose scores a case gets under `cross_fit`'s rule: [k] for a training case of fold k, every
-    fold model for any other case (`fold` None or NaN). Grad-CAM panels use it to map the CNN(s) that scored it."""
-    folds = sorted(int(k) for k in folds)
-    if fold is None or pd.isna(fold):
-        return folds
-    if int(fold) not in folds:
-        raise ValueError(f"case {case!r} is a training case of CV fold {int(fold)}, but only fold models {folds} "
-                         f"are given: train the missing one (python train.py data.fold={int(fold)})")
-    return [int(fold)]
 
 
 def cross_fit(scores: Mapping[int, pd.DataFrame], fold_of_case: pd.Series, n_folds: int | None = None

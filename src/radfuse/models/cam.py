@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from radfuse.evaluate.gradcam import CamPanel, cam_figure
-from radfuse.extract.crossfit import scoring_folds
+from radfuse.data.splits import scoring_folds
 from radfuse.models.base import FeatureBackbone, global_pool
 
 
