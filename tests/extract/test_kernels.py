@@ -164,3 +164,53 @@ def test_mcc_accounts_for_eps_or_takes_pyradiomics_route(probability, symmetric_
     glcm = _glcm_with_rare_levels(probability)
     assert (_second_eigenvalues_symmetric(glcm, np.spacing(1)) is not None) == symmetric_route
     assert _mcc(FastGLCM, glcm) == pytest.approx(_mcc(RadiomicsGLCM, glcm), rel=1e-14, abs=0)
+
+
+@pytest.mark.parametrize("case", ["present", "absent", "empty"])
+def test_mask_check_is_pyradiomics_getmask(case):
+    from radiomics import imageoperations
+
+    from radfuse.extract.extractor import _get_mask
+
+    array = np.zeros((4, 5, 6), np.uint8)
+    if case != "empty":
+        array[1:3, 1:4, 2:5] = 2 if case == "present" else 3
+    mask = sitk.GetImageFromArray(array)
+    if case == "present":
+        ours, theirs = _get_mask(mask, label=2), imageoperations.getMask(mask, label=2)
+        assert ours.GetPixelID() == theirs.GetPixelID() == sitk.sitkUInt32
+        assert np.array_equal(sitk.GetArrayFromImage(ours), sitk.GetArrayFromImage(theirs))
+        return
+    with pytest.raises(ValueError) as theirs:
+        imageoperations.getMask(mask, label=2)
+    with pytest.raises(ValueError) as ours:
+        _get_mask(mask, label=2)
+    assert str(ours.value) == str(theirs.value)
+
+
+def test_a_radiomics_worker_never_imports_pandas(tmp_path):
+    """Workers extract and write JSON: pandas (0.5-3 s of imports on the shared machine) stays out of them."""
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np, SimpleITK as sitk\n"
+            "from radfuse.extract.radiomics import RoiTask, run_scan_task\n"
+            "rng = np.random.default_rng(0)\n"
+            "image = sitk.GetImageFromArray(rng.normal(0, 50, (12, 16, 16)))\n"
+            "mask = np.zeros((12, 16, 16), np.uint8); mask[3:9, 4:12, 4:12] = 1\n"
+            "mask = sitk.GetImageFromArray(mask)\n"
+            f"sitk.WriteImage(image, r'{tmp_path}/i.nii.gz'); sitk.WriteImage(mask, r'{tmp_path}/m.nii.gz')\n"
+            "params = {'imageType': {'Original': {}}, 'featureClass': {'glcm': [], 'firstorder': []},\n"
+            "          'setting': {'binCount': 16, 'resampledPixelSpacing': [1, 1, 1], 'interpolator': 'sitkBSpline'}}\n"
+            f"task = RoiTask('c', r'{tmp_path}/i.nii.gz', r'{tmp_path}/m.nii.gz', 1, 'k' * 64)\n"
+            f"outcome = run_scan_task([task], params, r'{tmp_path}/cache')[0]\n"
+            "assert outcome.status == 'computed', outcome\n"
+            "assert 'pandas' not in sys.modules, 'pandas imported'\n")
+    import os
+    from pathlib import Path
+
+    import radfuse
+
+    env = {**os.environ, "PYTHONPATH": str(Path(radfuse.__file__).parents[1])}  # this checkout's radfuse
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]

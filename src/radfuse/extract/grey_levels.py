@@ -17,10 +17,12 @@ receive.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:  # imported where a summary is made: radiomics workers only count
+    import pandas as pd
 
 GREY_LEVELS_PREFIX = "diagnostics_radfuse_grey_levels_"
 MIN_GREY_LEVELS = 5      # "a handful": fewer levels leave GLCM/GLRLM/GLSZM next to meaningless
@@ -55,6 +57,8 @@ class GreyLevelSummary:
 
 def summarise_grey_levels(diagnostics: pd.DataFrame, min_levels: int = MIN_GREY_LEVELS) -> GreyLevelSummary:
     """Summary of the `diagnostics_radfuse_grey_levels_*` columns of a diagnostics table (one row per ROI)."""
+    import pandas as pd
+
     rows = {}
     for column in [c for c in diagnostics.columns if str(c).startswith(GREY_LEVELS_PREFIX)]:
         levels = pd.to_numeric(diagnostics[column], errors="coerce").dropna()

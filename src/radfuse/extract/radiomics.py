@@ -19,13 +19,14 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 import SimpleITK as sitk
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from radfuse.extract._compat import install_scipy_compat
 from radfuse.extract.params import image_types, missing_outputs, quiet_pyradiomics, split_result
@@ -170,10 +171,21 @@ def one_thread_each() -> Iterator[None]:
     previous = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
     try:
-        with threadpool_limits(limits=1):
+        with _thread_pools().limit(limits=1):
             yield
     finally:
         sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(previous)
+
+
+_POOLS: list = []  # [(number of imported modules when scanned, ThreadpoolController)]
+
+
+def _thread_pools() -> ThreadpoolController:
+    """The process's BLAS / OpenMP thread pools; rescanned only after new modules were imported (a scan of the
+    loaded libraries took 3.4 ms per scan task, more than a demo ROI's GLCM)."""
+    if not _POOLS or _POOLS[0][0] != len(sys.modules):
+        _POOLS[:] = [(len(sys.modules), ThreadpoolController())]
+    return _POOLS[0][1]
 
 
 def run_roi_task(task: RoiTask, params: Mapping[str, Any], cache_root: str,
