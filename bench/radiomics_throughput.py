@@ -10,7 +10,8 @@ command again (same cache, same output folder); its "extraction call" time is `e
 the params file is loaded, against the cold run's same call.
 PyRadiomics' CLI (`pyradiomics CASES.csv --param P --jobs N`) runs with radfuse's SciPy shim
 installed first: on SciPy >= 1.17 it would otherwise drop LBP3D silently and compute 279 features fewer.
-Prints a markdown section (and appends it to --out).
+Also the CPU seconds (user + sys of each tool's processes, least over the rounds): on the shared machine the wall
+ratio moves with the load, the CPU ratio much less. Prints a markdown section (and appends it to --out).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import resource
 import subprocess
 import sys
 import tempfile
@@ -62,23 +64,34 @@ def spine_cases(n: int) -> pd.DataFrame:
     return pd.DataFrame({"Image": str(ct), "Mask": str(bodies), "Label": list(range(20, 25))[:n]})
 
 
-def timed(command: list[str]) -> tuple[float, str]:
+CPU: dict[tuple[str, int], float] = {}  # (tool, workers): least CPU seconds (user + sys) of a run over the rounds
+
+
+def timed(command: list[str], tool: tuple[str, int] | None = None) -> tuple[float, str]:
+    """(wall seconds, stdout); the run's CPU seconds (its processes and their children) go to CPU[tool]."""
     env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
            "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     done = subprocess.run(command, check=True, env=env, stdout=subprocess.PIPE, text=True)
-    return time.perf_counter() - start, done.stdout
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    if tool is not None:
+        CPU[tool] = min(cpu, CPU.get(tool, float("inf")))
+    return wall, done.stdout
 
 
 def pyradiomics_cli(cases: Path, params: Path, jobs: int, out: Path) -> float:
     return timed([sys.executable, "-c", PYRADIOMICS_CLI, str(cases), "--param", str(params), "--jobs", str(jobs),
-                  "--format", "csv", "--out", str(out), "--verbosity", "1"])[0]
+                  "--format", "csv", "--out", str(out), "--verbosity", "1"], ("pyradiomics CLI", jobs))[0]
 
 
-def radfuse_run(cases: Path, params: Path, workers: int, cache: Path, out: Path) -> tuple[float, float]:
+def radfuse_run(cases: Path, params: Path, workers: int, cache: Path, out: Path,
+                cold: bool = True) -> tuple[float, float]:
     """(process wall time, time inside the extraction call: no interpreter start, no imports)."""
     wall, stdout = timed([sys.executable, "-c", RADFUSE_RUN, str(cases), str(params), str(cache), str(out),
-                          str(workers)])
+                          str(workers)], ("radfuse", workers) if cold else None)
     return wall, float(stdout.strip().splitlines()[-1])
 
 
@@ -131,11 +144,14 @@ def main() -> None:
             for jobs in args.jobs for tool in ("pyradiomics CLI", "radfuse")]
     last = args.jobs[-1]
     warm_wall, warm = radfuse_run(cases_csv, args.params, last, work / f"cache-{last}-{args.rounds - 1}",
-                                  work / f"radfuse-{last}")
+                                  work / f"radfuse-{last}", cold=False)
     cold_call = best[("radfuse", last)][1]
     worst, feature, n_features, per_class = largest_relative_difference(*tables[last])
     text = report(args, n, n_features, rows, (warm_wall, warm, cold_call), worst, feature)
-    text += "| feature class | largest relative difference radfuse vs PyRadiomics CLI | feature |\n|---|---|---|\n"
+    text += "| workers | CPU s pyradiomics CLI | CPU s radfuse | radfuse / pyradiomics by CPU time |\n|---|---|---|---|\n"
+    text += "".join(f"| {jobs} | {CPU[('pyradiomics CLI', jobs)]:.1f} | {CPU[('radfuse', jobs)]:.1f} | "
+                    f"{CPU[('pyradiomics CLI', jobs)] / CPU[('radfuse', jobs)]:.2f}x |\n" for jobs in args.jobs)
+    text += "\n| feature class | largest relative difference radfuse vs PyRadiomics CLI | feature |\n|---|---|---|\n"
     text += "".join(f"| {name} | {value:.2e} | {where} |\n" for name, (value, where) in sorted(per_class.items()))
     text += "\n"
     text += f"- 1-minute load average before / after: {load_before:.1f} / {os.getloadavg()[0]:.1f}\n"

@@ -194,7 +194,7 @@ def test_a_radiomics_worker_never_imports_pandas(tmp_path):
     import sys
 
     code = ("import sys, numpy as np, SimpleITK as sitk\n"
-            "from radfuse.extract.radiomics import RoiTask, run_scan_task\n"
+            "from radfuse.extract.radiomics import Roi, run_scan_task\n"
             "rng = np.random.default_rng(0)\n"
             "image = sitk.GetImageFromArray(rng.normal(0, 50, (12, 16, 16)))\n"
             "mask = np.zeros((12, 16, 16), np.uint8); mask[3:9, 4:12, 4:12] = 1\n"
@@ -202,7 +202,7 @@ def test_a_radiomics_worker_never_imports_pandas(tmp_path):
             f"sitk.WriteImage(image, r'{tmp_path}/i.nii.gz'); sitk.WriteImage(mask, r'{tmp_path}/m.nii.gz')\n"
             "params = {'imageType': {'Original': {}}, 'featureClass': {'glcm': [], 'firstorder': []},\n"
             "          'setting': {'binCount': 16, 'resampledPixelSpacing': [1, 1, 1], 'interpolator': 'sitkBSpline'}}\n"
-            f"task = RoiTask('c', r'{tmp_path}/i.nii.gz', r'{tmp_path}/m.nii.gz', 1, 'k' * 64)\n"
+            f"task = Roi('c', r'{tmp_path}/i.nii.gz', r'{tmp_path}/m.nii.gz', 1, key='k' * 64)\n"
             f"outcome = run_scan_task([task], params, r'{tmp_path}/cache')[0]\n"
             "assert outcome.status == 'computed', outcome\n"
             "assert 'pandas' not in sys.modules, 'pandas imported'\n")

@@ -39,15 +39,19 @@ class RoiError(RuntimeError):
 
 
 @dataclass(frozen=True)
-class RoiTask:
-    """One unit of work: the features of one ROI (`mask` label `label` on `image`) under one params set."""
+class Roi:
+    """One ROI: label `label` of `mask` on `image` (absolute paths), as the manifest gives it, and, once
+    `runner.make_tasks` has hashed its inputs, the cache `key` of its features under one params set ("" before).
+
+    The one ROI type of the radiomics code (issue 17: it replaces the near-identical RoiSpec / Roi pair;
+    `runner.RoiSpec` is this class, positional fields as before)."""
 
     case_id: str
     image: str
     mask: str
-    label: int | None
-    key: str
-    reader: str = "mask"  # which manifest column the mask came from (mask / mask2)
+    label: int | None = None  # None: the mask's only label
+    reader: str = "mask"  # which manifest column the mask came from (mask / mask2 / mask_repeat)
+    key: str = ""
 
 
 @dataclass(frozen=True)
@@ -188,13 +192,13 @@ def _thread_pools() -> ThreadpoolController:
     return _POOLS[0][1]
 
 
-def run_roi_task(task: RoiTask, params: Mapping[str, Any], cache_root: str,
+def run_roi_task(task: Roi, params: Mapping[str, Any], cache_root: str,
                  options: ExtractOptions = ExtractOptions()) -> RoiOutcome:
     """Reuse the cached result of one ROI, or extract and cache it (failures too, with their reason)."""
     return run_scan_task([task], params, cache_root, options)[0]
 
 
-def run_scan_task(tasks: list[RoiTask], params: Mapping[str, Any], cache_root: str,
+def run_scan_task(tasks: list[Roi], params: Mapping[str, Any], cache_root: str,
                   options: ExtractOptions = ExtractOptions()) -> list[RoiOutcome]:
     """Worker entry: the ROIs of one scan in a row (its image read once), each from the cache or extracted."""
     cache = RoiCache(cache_root)
@@ -208,7 +212,7 @@ def run_scan_task(tasks: list[RoiTask], params: Mapping[str, Any], cache_root: s
     return outcomes
 
 
-def _one_roi(task: RoiTask, params: Mapping[str, Any], cache: RoiCache, options: ExtractOptions) -> RoiOutcome:
+def _one_roi(task: Roi, params: Mapping[str, Any], cache: RoiCache, options: ExtractOptions) -> RoiOutcome:
     if cache.has(task.key):
         record = cache.get(task.key)
         if "error" not in record or not options.retry_failed:
