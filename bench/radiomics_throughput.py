@@ -148,7 +148,8 @@ def main() -> None:
     cold_call = best[("radfuse", last)][1]
     worst, feature, n_features, per_class = largest_relative_difference(*tables[last])
     text = report(args, n, n_features, rows, (warm_wall, warm, cold_call), worst, feature)
-    text += "| workers | CPU s pyradiomics CLI | CPU s radfuse | radfuse / pyradiomics by CPU time |\n|---|---|---|---|\n"
+    text += ("| workers | CPU s pyradiomics CLI | CPU s radfuse | radfuse / pyradiomics by CPU time |\n"
+             "|---|---|---|---|\n")
     text += "".join(f"| {jobs} | {CPU[('pyradiomics CLI', jobs)]:.1f} | {CPU[('radfuse', jobs)]:.1f} | "
                     f"{CPU[('pyradiomics CLI', jobs)] / CPU[('radfuse', jobs)]:.2f}x |\n" for jobs in args.jobs)
     text += "\n| feature class | largest relative difference radfuse vs PyRadiomics CLI | feature |\n|---|---|---|\n"

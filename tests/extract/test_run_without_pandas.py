@@ -64,7 +64,8 @@ def test_a_one_worker_run_imports_no_pandas(tmp_path):
             "from radfuse.extract.runner import RoiSpec\n"
             f"rois = [RoiSpec(f'c{{i}}', *roi) for i, roi in enumerate({rois!r})]\n"
             "params = {'imageType': {'Original': {}}, 'featureClass': {'firstorder': [], 'glcm': []},\n"
-            "          'setting': {'binWidth': 10, 'resampledPixelSpacing': [1, 1, 1], 'interpolator': 'sitkBSpline'}}\n"
+            "          'setting': {'binWidth': 10, 'resampledPixelSpacing': [1, 1, 1],\n"
+            "                      'interpolator': 'sitkBSpline'}}\n"
             f"result = extract_radiomics(rois, params, r'{tmp_path}/cache', r'{tmp_path}/out', progress=False)\n"
             "assert result.n_rows == 3 and not result.failure_rows, result\n"
             "assert 'pandas' not in sys.modules, 'pandas imported'\n")
