@@ -162,7 +162,7 @@ def test_mcc_accounts_for_eps_or_takes_pyradiomics_route(probability, symmetric_
     from radfuse.extract.fast_glcm import FastGLCM, _second_eigenvalues_symmetric
 
     glcm = _glcm_with_rare_levels(probability)
-    assert (_second_eigenvalues_symmetric(glcm, np.spacing(1)) is not None) == symmetric_route
+    assert bool(_second_eigenvalues_symmetric(glcm, np.spacing(1))[1].all()) == symmetric_route
     assert _mcc(FastGLCM, glcm) == pytest.approx(_mcc(RadiomicsGLCM, glcm), rel=1e-14, abs=0)
 
 
@@ -215,3 +215,19 @@ def test_a_radiomics_worker_never_imports_pandas(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(Path(radfuse.__file__).parents[1])}  # this checkout's radfuse
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_mcc_mixes_routes_per_angle_as_pyradiomics_would():
+    """An angle whose 2nd eigenvalue equals the 1st (a grey level cut off from the others in that direction) takes
+    PyRadiomics' eigenvalues; the other angles keep the symmetric route; the mean over angles is PyRadiomics'."""
+    from radiomics.glcm import RadiomicsGLCM
+
+    from radfuse.extract.fast_glcm import FastGLCM, _second_eigenvalues_symmetric
+
+    glcm = _glcm_with_rare_levels(1e-3)
+    glcm[0, 0, :, 1] = glcm[0, :, 0, 1] = 0
+    glcm[0, 0, 0, 1] = 0.01  # angle 1: level 0 only next to itself, its own block (eigenvalue 1 twice)
+    glcm /= glcm.sum((1, 2), keepdims=True)
+    ok = _second_eigenvalues_symmetric(glcm, np.spacing(1))[1]
+    assert ok.tolist() == [[True, False]]
+    assert _mcc(FastGLCM, glcm) == pytest.approx(_mcc(RadiomicsGLCM, glcm), rel=1e-14, abs=0)

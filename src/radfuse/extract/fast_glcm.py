@@ -11,8 +11,10 @@ hundreds of grey levels, 20 images per ROI) the GLCM took ~75 % of an extraction
   changes each term by the factor 1 / (1 + eps / (p_x(i) p_y(k))), up to 1e-6 for the rare grey levels of a
   vertebra at bin width 5; radfuse adds that change to first order (S's eigenvector by one inverse iteration)
   and takes the symmetric route only where the remainder is provably below `MCC_RTOL` of the eigenvalue
-  (`_second_eigenvalues_symmetric`); otherwise (a non-symmetrical GLCM, weighting, near-degenerate eigenvalues,
-  NaN) it computes PyRadiomics' Q by one matrix product and its eigenvalues exactly as PyRadiomics does.
+  (`_second_eigenvalues_symmetric`); for the other angles (near-degenerate eigenvalues: on spine vertebrae at bin
+  width 5, 6 of 39 angles) it computes PyRadiomics' Q by one matrix product and its eigenvalues exactly as
+  PyRadiomics does, and for the whole class where the symmetric route cannot apply (a non-symmetrical GLCM,
+  weighting, NaN).
 - `_calculateCoefficients`: p_{x+y}(k) and p_{x-y}(k) by one boolean mask per k; a weighted bincount gives the
   same sums.
 - `getClusterProminence/Shade/TendencyFeatureValue`: sum_{i,j} p(i,j) (i + j - mu_x - mu_y)^n over (Ng, Ng, angles)
@@ -79,25 +81,40 @@ class FastGLCM(RadiomicsGLCM):
         glcm = self.P_glcm  # (Nv, Ng, Ng, angles)
         if glcm.shape[1] < 2:
             return 1  # flat region, as PyRadiomics
+        px, py, eps = self.coefficients["px"], self.coefficients["py"], self.coefficients["eps"]
         if self.symmetricalGLCM and self.weightingNorm is None and not np.isnan(glcm).any():
-            second = _second_eigenvalues_symmetric(glcm, self.coefficients["eps"])
-            if second is not None:
+            second, ok = _second_eigenvalues_symmetric(glcm, eps)
+            if ok.all():
                 return np.nanmean(np.sqrt(second), 1)
-        return mcc_by_matmul(glcm, self.coefficients["px"], self.coefficients["py"], self.coefficients["eps"])
+            if glcm.shape[0] == 1 and ok.any():  # PyRadiomics' eigenvalues for the other angles only
+                bad = ~ok[0]
+                theirs = _second_eigenvalues_pyradiomics(glcm[..., bad], px[..., bad], py[..., bad], eps)
+                if np.iscomplexobj(theirs) or np.all(theirs >= 0):  # else sqrt's NaN would depend on the batch
+                    values = np.sqrt(second.astype(theirs.dtype))
+                    values[:, bad] = np.sqrt(theirs)
+                    return np.nanmean(values, 1).real
+        return mcc_by_matmul(glcm, px, py, eps)
 
 
 def mcc_by_matmul(glcm: np.ndarray, px: np.ndarray, py: np.ndarray, eps: float) -> np.ndarray:
     """PyRadiomics' MCC: its Q by one matrix product, then its eigenvalues, sort and square root."""
+    return np.nanmean(np.sqrt(_second_eigenvalues_pyradiomics(glcm, px, py, eps)), 1).real
+
+
+def _second_eigenvalues_pyradiomics(glcm: np.ndarray, px: np.ndarray, py: np.ndarray, eps: float) -> np.ndarray:
+    """(Nv, angles) 2nd largest eigenvalue of PyRadiomics' Q (eigvals, sorted as PyRadiomics sorts them); each
+    matrix's eigenvalues are LAPACK's for that matrix alone, whichever angles are in the batch."""
     weighted = glcm / (px * py + eps)  # (Nv, Ng_i, Ng_k, angles): px (Nv,Ng,1,a) * py (Nv,1,Ng,a)
     q = np.matmul(weighted.transpose(0, 3, 1, 2), glcm.transpose(0, 3, 2, 1))  # (Nv, angles, Ng_i, Ng_j)
     eigenvalues = np.linalg.eigvals(q)
     eigenvalues.sort()
-    return np.nanmean(np.sqrt(eigenvalues[:, :, -2]), 1).real
+    return eigenvalues[:, :, -2]
 
 
-def _second_eigenvalues_symmetric(glcm: np.ndarray, eps: float) -> np.ndarray | None:
-    """(Nv, angles) 2nd largest eigenvalue of each of PyRadiomics' Q via the symmetric S (module doc), or None
-    where the eps term cannot be accounted for to `MCC_RTOL`.
+def _second_eigenvalues_symmetric(glcm: np.ndarray, eps: float) -> tuple[np.ndarray, np.ndarray]:
+    """(Nv, angles) 2nd largest eigenvalue of each of PyRadiomics' Q via the symmetric S (module doc), and where
+    that is valid (False where the eps term cannot be accounted for to `MCC_RTOL`, e.g. a 2nd eigenvalue equal
+    to the 1st: a grey level cut off from the others in that direction).
 
     Q_eps is similar to S_eps S = S^2 - dS S with dS = S * eps / (d_i d_k + eps). For S's eigenpair (s2, v) of
     the 2nd largest square mu2 = s2^2, first-order perturbation gives mu2 - s2 v'dS v; the remainder is at most
@@ -116,16 +133,19 @@ def _second_eigenvalues_symmetric(glcm: np.ndarray, eps: float) -> np.ndarray | 
     gap = squares[..., -1] - mu2
     if squares.shape[-1] > 2:
         gap = np.minimum(gap, mu2 - squares[..., -3])
-    if not np.all((4 * bound < gap) & (4 * bound * bound <= MCC_RTOL * mu2 * gap)):
-        return None
+    ok = (4 * bound < gap) & (4 * bound * bound <= MCC_RTOL * mu2 * gap)
+    if not ok.any():
+        return mu2, ok
     # S's eigenvector for s2: one step of inverse iteration from a fixed start (s2 is isolated: gap > 4 ||dS||)
     n = s.shape[-1]
     shift = s2 + 1e-12 * np.maximum(1.0, np.abs(s2))
     start = np.random.default_rng(0).uniform(0.5, 1.5, n)
-    v = np.linalg.solve(s - shift[..., None, None] * np.eye(n), np.broadcast_to(start, s.shape[:-1])[..., None])
+    shifted = s - shift[..., None, None] * np.eye(n)
+    shifted[~ok] = np.eye(n)  # matrices left to PyRadiomics' route: keep the solve regular
+    v = np.linalg.solve(shifted, np.broadcast_to(start, s.shape[:-1])[..., None])
     v = v[..., 0] / np.linalg.norm(v[..., 0], axis=-1, keepdims=True)
     correction = s2 * np.einsum("...i,...ij,...j->...", v, ds, v)
-    return mu2 - correction
+    return np.where(ok, mu2 - correction, mu2), ok
 
 
 def _sums_by_key(glcm: np.ndarray, keys: np.ndarray, first_key: int, n_keys: int) -> np.ndarray:

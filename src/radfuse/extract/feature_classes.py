@@ -7,7 +7,7 @@ two threads of one) can run with and without radfuse's kernels side by side.
 
 With `fast=True` the mapping holds:
 
-- `glcm`: `fast_glcm.FastGLCM` (MCC by the symmetric eigensolver, marginals by bincount, cluster moments from
+- `glcm`: `fast_glcm.FastGLCM` (MCC by the symmetric eigensolver per angle, marginals by bincount, cluster moments from
   p_{x+y});
 - `firstorder`, `glcm`, `glrlm`, `glszm`, `gldm`, `ngtdm`: each with `SharedBinning`, so the image an extractor
   hands to its feature classes is discretised once per image type instead of once per class (PyRadiomics'
