@@ -10,7 +10,8 @@ command again (same cache, same output folder); its "extraction call" time is `e
 the params file is loaded, against the cold run's same call.
 PyRadiomics' CLI (`pyradiomics CASES.csv --param P --jobs N`) runs with radfuse's SciPy shim
 installed first: on SciPy >= 1.17 it would otherwise drop LBP3D silently and compute 279 features fewer.
-Prints a markdown section (and appends it to --out).
+Also the CPU seconds (user + sys of each tool's processes, least over the rounds): on the shared machine the wall
+ratio moves with the load, the CPU ratio much less. Prints a markdown section (and appends it to --out).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import resource
 import subprocess
 import sys
 import tempfile
@@ -36,10 +38,11 @@ import sys
 from radfuse.extract.params import load_params
 from radfuse.extract.radiomics_run import extract_radiomics
 from radfuse.extract.runner import RoiSpec
+import csv
 import time
-import pandas as pd
-cases = pd.read_csv(sys.argv[1])
-rois = [RoiSpec(f"r{i}", r.Image, r.Mask, int(r.Label)) for i, r in enumerate(cases.itertuples())]
+with open(sys.argv[1], newline="", encoding="utf-8") as handle:
+    cases = list(csv.DictReader(handle))
+rois = [RoiSpec(f"r{i}", r["Image"], r["Mask"], int(r["Label"])) for i, r in enumerate(cases)]
 params = load_params(sys.argv[2])
 start = time.perf_counter()
 extract_radiomics(rois, params, sys.argv[3], sys.argv[4], workers=int(sys.argv[5]), progress=False)
@@ -61,28 +64,40 @@ def spine_cases(n: int) -> pd.DataFrame:
     return pd.DataFrame({"Image": str(ct), "Mask": str(bodies), "Label": list(range(20, 25))[:n]})
 
 
-def timed(command: list[str]) -> tuple[float, str]:
+CPU: dict[tuple[str, int], float] = {}  # (tool, workers): least CPU seconds (user + sys) of a run over the rounds
+
+
+def timed(command: list[str], tool: tuple[str, int] | None = None) -> tuple[float, str]:
+    """(wall seconds, stdout); the run's CPU seconds (its processes and their children) go to CPU[tool]."""
     env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
            "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     done = subprocess.run(command, check=True, env=env, stdout=subprocess.PIPE, text=True)
-    return time.perf_counter() - start, done.stdout
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    if tool is not None:
+        CPU[tool] = min(cpu, CPU.get(tool, float("inf")))
+    return wall, done.stdout
 
 
 def pyradiomics_cli(cases: Path, params: Path, jobs: int, out: Path) -> float:
     return timed([sys.executable, "-c", PYRADIOMICS_CLI, str(cases), "--param", str(params), "--jobs", str(jobs),
-                  "--format", "csv", "--out", str(out), "--verbosity", "1"])[0]
+                  "--format", "csv", "--out", str(out), "--verbosity", "1"], ("pyradiomics CLI", jobs))[0]
 
 
-def radfuse_run(cases: Path, params: Path, workers: int, cache: Path, out: Path) -> tuple[float, float]:
+def radfuse_run(cases: Path, params: Path, workers: int, cache: Path, out: Path,
+                cold: bool = True) -> tuple[float, float]:
     """(process wall time, time inside the extraction call: no interpreter start, no imports)."""
     wall, stdout = timed([sys.executable, "-c", RADFUSE_RUN, str(cases), str(params), str(cache), str(out),
-                          str(workers)])
+                          str(workers)], ("radfuse", workers) if cold else None)
     return wall, float(stdout.strip().splitlines()[-1])
 
 
-def largest_relative_difference(ours: pd.DataFrame, theirs: pd.DataFrame) -> tuple[float, str, int]:
-    """Max |a-b|/|b| over every feature of every ROI (rows in CASES order); also the feature count compared."""
+def largest_relative_difference(ours: pd.DataFrame, theirs: pd.DataFrame) -> tuple[float, str, int, dict]:
+    """Max |a-b|/|b| over every feature of every ROI (rows in CASES order); also the feature count compared and
+    the max per feature class ({class: (max relative difference, feature)})."""
     features = [c for c in theirs.columns if not c.startswith("diagnostics_") and c not in ("Image", "Mask", "Label")]
     mine = ours.drop(columns="case_id").rename(columns=lambda c: c.removeprefix("rad__"))
     assert sorted(mine.columns) == sorted(features), "radfuse and PyRadiomics computed different feature sets"
@@ -90,7 +105,13 @@ def largest_relative_difference(ours: pd.DataFrame, theirs: pd.DataFrame) -> tup
     with np.errstate(divide="ignore", invalid="ignore"):
         relative = np.where(a == b, 0.0, np.abs(a - b) / np.abs(b))
     worst = np.unravel_index(np.nanargmax(relative), relative.shape)
-    return float(relative[worst]), features[worst[1]], len(features)
+    per_feature = np.nanmax(relative, axis=0)
+    per_class: dict[str, tuple[float, str]] = {}
+    for j, name in enumerate(features):  # <image>_<class>_<feature>
+        feature_class = name.split("_")[-2]
+        if per_feature[j] >= per_class.get(feature_class, (-1.0, ""))[0]:
+            per_class[feature_class] = (float(per_feature[j]), name)
+    return float(relative[worst]), features[worst[1]], len(features), per_class
 
 
 def main() -> None:
@@ -123,10 +144,17 @@ def main() -> None:
             for jobs in args.jobs for tool in ("pyradiomics CLI", "radfuse")]
     last = args.jobs[-1]
     warm_wall, warm = radfuse_run(cases_csv, args.params, last, work / f"cache-{last}-{args.rounds - 1}",
-                                  work / f"radfuse-{last}")
+                                  work / f"radfuse-{last}", cold=False)
     cold_call = best[("radfuse", last)][1]
-    worst, feature, n_features = largest_relative_difference(*tables[last])
+    worst, feature, n_features, per_class = largest_relative_difference(*tables[last])
     text = report(args, n, n_features, rows, (warm_wall, warm, cold_call), worst, feature)
+    text += ("| workers | CPU s pyradiomics CLI | CPU s radfuse | radfuse / pyradiomics by CPU time |\n"
+             "|---|---|---|---|\n")
+    text += "".join(f"| {jobs} | {CPU[('pyradiomics CLI', jobs)]:.1f} | {CPU[('radfuse', jobs)]:.1f} | "
+                    f"{CPU[('pyradiomics CLI', jobs)] / CPU[('radfuse', jobs)]:.2f}x |\n" for jobs in args.jobs)
+    text += "\n| feature class | largest relative difference radfuse vs PyRadiomics CLI | feature |\n|---|---|---|\n"
+    text += "".join(f"| {name} | {value:.2e} | {where} |\n" for name, (value, where) in sorted(per_class.items()))
+    text += "\n"
     text += f"- 1-minute load average before / after: {load_before:.1f} / {os.getloadavg()[0]:.1f}\n"
     print(text)
     if args.out:

@@ -15,9 +15,10 @@ import platform
 import re
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
-import pandas as pd
+if TYPE_CHECKING:  # pandas is 0.5-3 s of imports: radiomics workers, which write JSON only, never import it
+    import pandas as pd
 
 # ---------------------------------------------------------------------------------------------- layout
 SPLITS_FILE = "splits.json"

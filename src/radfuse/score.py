@@ -108,7 +108,8 @@ def _radiomics(study: Study, source, frame: pd.DataFrame, out: Path) -> Path:
     cfg = source.extract_cfg
     folder = artifacts.extract_dir(out, source.block)
     # the options that change feature values come from the study; speed and failure handling are this run's
-    options = ExtractOptions(crop=bool(cfg.extract.crop), fast_glcm=bool(cfg.extract.fast_glcm),
+    fast = cfg.extract.get("fast_kernels", cfg.extract.get("fast_glcm", True))  # a study saved before the rename
+    options = ExtractOptions(crop=bool(cfg.extract.crop), fast_kernels=bool(fast),
                              resample_masks=bool(cfg.data.get("resample_masks", False)))
     print(f"[radfuse] score: radiomics of {len(frame)} ROI(s) with the study's params -> {folder}", flush=True)
     result = extract_radiomics(rois_from_manifest(frame, second_reader_cases=set()), params, out / "cache" / "radiomics",

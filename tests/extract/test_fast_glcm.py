@@ -1,11 +1,11 @@
-"""radfuse's vectorised GLCM (MCC by one matrix product, marginals by bincount) equals PyRadiomics' own code on
-real bone with hundreds of grey levels, for every GLCM feature."""
+"""radfuse's GLCM kernel (fast_glcm.FastGLCM: MCC by the symmetric eigensolver, marginals by bincount, cluster
+moments from p_{x+y}) equals PyRadiomics' own code on real bone with hundreds of grey levels, for every GLCM
+feature; random and tiny ROIs are in test_kernels."""
 
 from __future__ import annotations
 
 import pytest
 
-from radfuse.extract.fast_glcm import coefficients_by_bincount, mcc_by_matmul, vectorised_glcm
 from radfuse.extract.params import load_params
 from radfuse.extract.radiomics import extract_roi
 
@@ -22,15 +22,3 @@ def test_every_glcm_feature_equals_pyradiomics(spine_ct, label, bin_width):
     assert int(diagnostics["diagnostics_Mask-interpolated_VoxelNum"]) > 5000  # a real, large GLCM
     for name, value in reference.items():
         assert ours[name] == pytest.approx(value, rel=1e-10, abs=1e-300), name
-
-
-def test_patch_is_scoped_to_the_block():
-    from radiomics.glcm import RadiomicsGLCM
-
-    originals = RadiomicsGLCM.getMCCFeatureValue, RadiomicsGLCM._calculateCoefficients
-    with vectorised_glcm(True):
-        assert RadiomicsGLCM.getMCCFeatureValue is mcc_by_matmul
-        assert RadiomicsGLCM._calculateCoefficients is coefficients_by_bincount
-    assert (RadiomicsGLCM.getMCCFeatureValue, RadiomicsGLCM._calculateCoefficients) == originals
-    with vectorised_glcm(False):
-        assert RadiomicsGLCM.getMCCFeatureValue is originals[0]

@@ -10,7 +10,7 @@ import pytest
 from radfuse.data.manifest import read_manifest
 from radfuse.extract.extractor import RadfuseExtractor
 from radfuse.extract.params import load_params
-from radfuse.extract.radiomics import RoiTask
+from radfuse.extract.radiomics import Roi
 from radfuse.extract.radiomics_run import TABLES, extract_radiomics, rois_from_manifest
 from radfuse.extract.runner import RoiSpec, scan_tasks
 from tests.extract.synthetic import make_cohort
@@ -84,7 +84,7 @@ def test_each_scan_is_read_once_even_when_its_rois_are_listed_apart(tmp_path, re
 
 
 def test_scan_tasks_group_by_image_and_split_only_to_feed_every_worker():
-    tasks = [RoiTask(f"r{i}", image, "m", i, f"k{i}") for i, image in enumerate("ABABCA")]
+    tasks = [Roi(f"r{i}", image, "m", i, key=f"k{i}") for i, image in enumerate("ABABCA")]
     assert [[t.case_id for t in scan] for scan in scan_tasks(tasks)] == [["r0", "r2", "r5"], ["r1", "r3"], ["r4"]]
     assert len(scan_tasks(tasks, workers=3)) == 3
     one_scan = [t for t in tasks if t.image == "A"]

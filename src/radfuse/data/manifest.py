@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
-import pandas as pd
+if TYPE_CHECKING:  # imported where a manifest is read: radiomics runs use this module's names only
+    import pandas as pd
 
 CASE_ID = "case_id"
 PATIENT_ID = "patient_id"
@@ -38,6 +39,8 @@ def read_manifest(path: str | Path) -> pd.DataFrame:
 
     No row-level checks here: `radfuse.data.validate` reports every problem at once.
     """
+    import pandas as pd
+
     path = Path(path)
     if not path.is_file():
         raise ManifestError(f"manifest {path} does not exist: pass the path of your manifest CSV")
@@ -66,6 +69,8 @@ def _resolve(root: Path, value: object) -> object:
 
 def is_missing_token(value: object) -> bool:
     """True for NaN and for the strings of MISSING_TOKENS (any case, surrounding blanks ignored)."""
+    import pandas as pd
+
     if value is None or (not isinstance(value, str) and pd.isna(value)):
         return True
     return isinstance(value, str) and value.strip().lower() in MISSING_TOKENS
@@ -77,6 +82,8 @@ def coerce_clinical(frame: pd.DataFrame, clinical: Mapping[str, str]) -> pd.Data
     Run after validation (which refuses any other non-number), so that the pipeline's imputers see every missing
     value as NaN and a numeric column stays numeric ('unknown' would otherwise make `age` a categorical column).
     """
+    import pandas as pd
+
     out = frame.copy()
     for column, kind in clinical.items():
         if column not in out.columns:

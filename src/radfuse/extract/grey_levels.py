@@ -17,10 +17,12 @@ receive.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:  # imported where a summary is made: radiomics workers only count
+    import pandas as pd
 
 GREY_LEVELS_PREFIX = "diagnostics_radfuse_grey_levels_"
 MIN_GREY_LEVELS = 5      # "a handful": fewer levels leave GLCM/GLRLM/GLSZM next to meaningless
@@ -38,46 +40,74 @@ def count_grey_levels(image_array: np.ndarray, mask_array: np.ndarray, settings:
     return int(len(np.unique(binned[inside])))
 
 
+SUMMARY_COLUMNS = ("n_rois", "median", "min", "p05", "fraction_below")
+
+
 @dataclass
 class GreyLevelSummary:
-    """Per image type (PyRadiomics' output name): ROI count, median and minimum levels, share below the minimum."""
+    """Per image type (PyRadiomics' output name): ROI count, median and minimum levels, share below the minimum.
 
-    table: pd.DataFrame  # index image, columns n_rois, median, min, p05, fraction_below
+    `rows` {image: {column: value}} (SUMMARY_COLUMNS); `table` is the same as a DataFrame (index image), made on
+    first use: a radiomics run writes its summary without importing pandas."""
+
+    rows: dict[str, dict[str, float]]
+
+    @property
+    def table(self) -> pd.DataFrame:
+        import pandas as pd
+
+        return pd.DataFrame.from_dict(self.rows, orient="index", columns=list(SUMMARY_COLUMNS)).rename_axis("image")
 
     def lines(self) -> list[str]:
         return [f"{image}: median {row['median']:.0f} grey levels (min {row['min']:.0f}), "
                 f"{row['fraction_below']:.0%} of {row['n_rois']:.0f} ROIs below {MIN_GREY_LEVELS}"
-                for image, row in self.table.iterrows()]
+                for image, row in self.rows.items()]
+
+    def degenerate_rows(self, max_fraction: float = MAX_FRACTION_BELOW) -> dict[str, dict[str, float]]:
+        return {image: row for image, row in self.rows.items() if row["fraction_below"] > max_fraction}
 
     def degenerate(self, max_fraction: float = MAX_FRACTION_BELOW) -> pd.DataFrame:
-        return self.table[self.table["fraction_below"] > max_fraction]
+        table = self.table
+        return table[table["fraction_below"] > max_fraction]
 
 
-def summarise_grey_levels(diagnostics: pd.DataFrame, min_levels: int = MIN_GREY_LEVELS) -> GreyLevelSummary:
-    """Summary of the `diagnostics_radfuse_grey_levels_*` columns of a diagnostics table (one row per ROI)."""
+def summarise_grey_levels(diagnostics: pd.DataFrame | list[Mapping[str, Any]],
+                          min_levels: int = MIN_GREY_LEVELS) -> GreyLevelSummary:
+    """Summary of the `diagnostics_radfuse_grey_levels_*` entries of a diagnostics table (one row per ROI: a
+    DataFrame or a list of per-ROI dicts); an entry that is absent or not a number is left out, as pandas'
+    `to_numeric(errors="coerce").dropna()` would."""
+    records = diagnostics.to_dict(orient="records") if hasattr(diagnostics, "to_dict") else list(diagnostics)
+    columns = dict.fromkeys(k for record in records for k in record if str(k).startswith(GREY_LEVELS_PREFIX))
     rows = {}
-    for column in [c for c in diagnostics.columns if str(c).startswith(GREY_LEVELS_PREFIX)]:
-        levels = pd.to_numeric(diagnostics[column], errors="coerce").dropna()
+    for column in columns:
+        levels = np.array([v for v in (_number(r.get(column)) for r in records) if v is not None], dtype=float)
         if len(levels):
             rows[column.removeprefix(GREY_LEVELS_PREFIX)] = {
-                "n_rois": len(levels), "median": float(levels.median()), "min": float(levels.min()),
-                "p05": float(levels.quantile(0.05)), "fraction_below": float((levels < min_levels).mean())}
-    table = pd.DataFrame.from_dict(rows, orient="index", columns=["n_rois", "median", "min", "p05", "fraction_below"])
-    return GreyLevelSummary(table.rename_axis("image"))
+                "n_rois": len(levels), "median": float(np.median(levels)), "min": float(levels.min()),
+                "p05": float(np.quantile(levels, 0.05)), "fraction_below": float((levels < min_levels).mean())}
+    return GreyLevelSummary(rows)
+
+
+def _number(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if number != number else number  # NaN: pandas drops it
 
 
 def grey_level_refusal(summary: GreyLevelSummary, params_name: str, settings: Mapping[str, Any],
                        max_fraction: float = MAX_FRACTION_BELOW) -> str | None:
     """The refusal message when most ROIs of some image type get fewer than a handful of levels, else None."""
-    bad = summary.degenerate(max_fraction)
-    if bad.empty:
+    bad = summary.degenerate_rows(max_fraction)
+    if not bad:
         return None
     how = (f"binCount={settings['binCount']}" if "binCount" in settings
            else f"binWidth={settings.get('binWidth', 25)} (PyRadiomics' default 25 when unset)")
     scale = (f" on images z-scored by `normalize: true` (normalizeScale={settings.get('normalizeScale', 1)}, so "
              "grey values span a few units)" if settings.get("normalize") else "")
     images = ", ".join(f"{image} (median {row['median']:.0f} levels, {row['fraction_below']:.0%} of ROIs below "
-                       f"{MIN_GREY_LEVELS})" for image, row in bad.iterrows())
+                       f"{MIN_GREY_LEVELS})" for image, row in bad.items())
     return (f"radiomics preset {params_name}: discretisation with {how}{scale} leaves most ROIs with fewer than "
             f"{MIN_GREY_LEVELS} grey levels in {images}. Texture and histogram features computed that way carry "
             "no texture (Uniformity near 1, GLCM Contrast near 0). Fix the preset's setting: a bin width matched "

@@ -7,8 +7,12 @@ approximate degrees of freedom for ICC(2,1). For radfuse the raters are the two 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:  # imported where an ICC table is made (runs with second readers)
+    import pandas as pd
 
 ICC_COLUMNS = ("feature", "icc3_1", "icc3_1_low", "icc3_1_high", "icc2_1", "icc2_1_low", "icc2_1_high", "n")
 
@@ -70,6 +74,8 @@ def feature_icc(first: np.ndarray, second: np.ndarray, names: list[str], alpha: 
     first, second = np.asarray(first, dtype=float), np.asarray(second, dtype=float)
     if first.shape != second.shape or first.shape[1] != len(names):
         raise ValueError(f"reader matrices {first.shape} and {second.shape} do not match {len(names)} features")
+    import pandas as pd
+
     values = icc_table(np.stack([first, second], axis=1), alpha) if len(first) >= 2 else {}
     frame = pd.DataFrame({"feature": names})
     for column in ICC_COLUMNS[1:-1]:

@@ -4,7 +4,8 @@
 cheaper provenance) with five additions: the mask put on the image's own array grid first, by the rule the
 validator applies (`radfuse.data.io.align_mask`: lossless reorientation of a mask stored with permuted / flipped
 axes or an origin within tolerance, nearest-neighbour resampling only with `resample_masks`), a value-preserving
-crop to the ROI (`roi_crop`), the vectorised GLCM (`fast_glcm`), features and diagnostics split apart, and a loud
+crop to the ROI (`roi_crop`), radfuse's kernels (`feature_classes`, `bspline`), features and diagnostics split
+apart, and a loud
 error when a configured image type or feature class yields nothing for the ROI (PyRadiomics skips a filter for a
 too-small image with a log line only).
 
@@ -18,16 +19,16 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 import SimpleITK as sitk
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from radfuse.extract._compat import install_scipy_compat
-from radfuse.extract.fast_glcm import vectorised_glcm
 from radfuse.extract.params import image_types, missing_outputs, quiet_pyradiomics, split_result
 from radfuse.extract.roi_cache import RoiCache
 from radfuse.extract.roi_crop import crop_to_roi
@@ -38,15 +39,19 @@ class RoiError(RuntimeError):
 
 
 @dataclass(frozen=True)
-class RoiTask:
-    """One unit of work: the features of one ROI (`mask` label `label` on `image`) under one params set."""
+class Roi:
+    """One ROI: label `label` of `mask` on `image` (absolute paths), as the manifest gives it, and, once
+    `runner.make_tasks` has hashed its inputs, the cache `key` of its features under one params set ("" before).
+
+    The one ROI type of the radiomics code (issue 17: it replaces the near-identical RoiSpec / Roi pair;
+    `runner.RoiSpec` is this class, positional fields as before)."""
 
     case_id: str
     image: str
     mask: str
-    label: int | None
-    key: str
-    reader: str = "mask"  # which manifest column the mask came from (mask / mask2)
+    label: int | None = None  # None: the mask's only label
+    reader: str = "mask"  # which manifest column the mask came from (mask / mask2 / mask_repeat)
+    key: str = ""
 
 
 @dataclass(frozen=True)
@@ -54,7 +59,7 @@ class ExtractOptions:
     """radfuse's knobs around PyRadiomics: value-preserving speed-ups and failure handling."""
 
     crop: bool = True          # crop to the ROI first where values stay identical (roi_crop)
-    fast_glcm: bool = True     # vectorised GLCM MCC and marginals (fast_glcm)
+    fast_kernels: bool = True  # radfuse's GLCM, shared binning, B-spline resampling (feature_classes, bspline)
     retry_failed: bool = False  # recompute ROIs whose failure is cached
     resample_masks: bool = False  # a mask on another grid: nearest-neighbour onto the image grid (data.resample_masks)
 
@@ -62,7 +67,7 @@ class ExtractOptions:
         """The options that enter the cache key (resample_masks since masks are aligned before PyRadiomics: the
         new entry also retires results cached before, geometry failures included)."""
         # "diagnostics": a cached result from before the grey-level count lacks it, so it is computed again
-        return {"crop": self.crop, "fast_glcm": self.fast_glcm, "resample_masks": self.resample_masks,
+        return {"crop": self.crop, "fast_kernels": self.fast_kernels, "resample_masks": self.resample_masks,
                 "diagnostics": "grey_levels"}
 
 
@@ -84,7 +89,8 @@ def extract_roi(image: str | Path | sitk.Image, mask: str | Path | sitk.Image, l
     """Features ({`original_glcm_Contrast`: value}) and diagnostics of one ROI; RoiError if incomplete.
 
     `label` None means the mask's only label (as the manifest allows without `mask_label`). `crop` and `fast`
-    (vectorised GLCM, `fast_glcm`) are radfuse's speed-ups; both leave the values as they are. The mask reaches
+    (radfuse's kernels: `feature_classes`, `bspline`) are radfuse's speed-ups; both leave the values as they are
+    (to rounding). The mask reaches
     PyRadiomics on the image's grid (`_on_image_grid`); `resample_masks` allows nearest-neighbour resampling there.
     """
     image_node = _read_image(str(image)) if not isinstance(image, sitk.Image) else image
@@ -96,8 +102,8 @@ def extract_roi(image: str | Path | sitk.Image, mask: str | Path | sitk.Image, l
         settings = dict(params.get("setting") or {})
         image_node, mask_node, how = crop_to_roi(image_node, mask_node, int(label), settings, image_types(params))
     try:
-        with vectorised_glcm(fast):
-            result = _extractor(json.dumps(params, sort_keys=True)).execute(image_node, mask_node, label=int(label))
+        result = _extractor(json.dumps(params, sort_keys=True), bool(fast)).execute(image_node, mask_node,
+                                                                                    label=int(label))
     except (ValueError, RuntimeError, AssertionError) as error:
         raise RoiError(f"PyRadiomics rejected the ROI: {error}") from error
     features, diagnostics = split_result(result)
@@ -139,14 +145,14 @@ def _only_label(mask: sitk.Image, source: object) -> int:
 
 
 @functools.lru_cache(maxsize=4)
-def _extractor(params_json: str):  # noqa: ANN202 - radiomics has no type hints
+def _extractor(params_json: str, fast: bool = True):  # noqa: ANN202 - radiomics has no type hints
     from radfuse.extract.extractor import radfuse_extractor
 
     params = json.loads(params_json)
     quiet_pyradiomics()
     if "LBP3D" in image_types(params):  # LBP3D alone needs the SciPy shim; scipy.special is 0.3 s of imports
         install_scipy_compat()
-    return radfuse_extractor(params)
+    return radfuse_extractor(params, fast=fast)
 
 
 @functools.lru_cache(maxsize=8)
@@ -169,19 +175,30 @@ def one_thread_each() -> Iterator[None]:
     previous = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
     try:
-        with threadpool_limits(limits=1):
+        with _thread_pools().limit(limits=1):
             yield
     finally:
         sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(previous)
 
 
-def run_roi_task(task: RoiTask, params: Mapping[str, Any], cache_root: str,
+_POOLS: list = []  # [(number of imported modules when scanned, ThreadpoolController)]
+
+
+def _thread_pools() -> ThreadpoolController:
+    """The process's BLAS / OpenMP thread pools; rescanned only after new modules were imported (a scan of the
+    loaded libraries took 3.4 ms per scan task, more than a demo ROI's GLCM)."""
+    if not _POOLS or _POOLS[0][0] != len(sys.modules):
+        _POOLS[:] = [(len(sys.modules), ThreadpoolController())]
+    return _POOLS[0][1]
+
+
+def run_roi_task(task: Roi, params: Mapping[str, Any], cache_root: str,
                  options: ExtractOptions = ExtractOptions()) -> RoiOutcome:
     """Reuse the cached result of one ROI, or extract and cache it (failures too, with their reason)."""
     return run_scan_task([task], params, cache_root, options)[0]
 
 
-def run_scan_task(tasks: list[RoiTask], params: Mapping[str, Any], cache_root: str,
+def run_scan_task(tasks: list[Roi], params: Mapping[str, Any], cache_root: str,
                   options: ExtractOptions = ExtractOptions()) -> list[RoiOutcome]:
     """Worker entry: the ROIs of one scan in a row (its image read once), each from the cache or extracted."""
     cache = RoiCache(cache_root)
@@ -195,7 +212,7 @@ def run_scan_task(tasks: list[RoiTask], params: Mapping[str, Any], cache_root: s
     return outcomes
 
 
-def _one_roi(task: RoiTask, params: Mapping[str, Any], cache: RoiCache, options: ExtractOptions) -> RoiOutcome:
+def _one_roi(task: Roi, params: Mapping[str, Any], cache: RoiCache, options: ExtractOptions) -> RoiOutcome:
     if cache.has(task.key):
         record = cache.get(task.key)
         if "error" not in record or not options.retry_failed:
@@ -204,7 +221,7 @@ def _one_roi(task: RoiTask, params: Mapping[str, Any], cache: RoiCache, options:
     start = time.perf_counter()
     try:
         features, diagnostics = extract_roi(task.image, task.mask, task.label, params, options.crop,
-                                            options.fast_glcm, options.resample_masks)
+                                            options.fast_kernels, options.resample_masks)
     except RoiError as error:
         cache.put(task.key, {"error": str(error)})
         return RoiOutcome(task.case_id, task.key, task.reader, "failed", str(error), time.perf_counter() - start)

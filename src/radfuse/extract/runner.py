@@ -25,19 +25,11 @@ from typing import Any, Iterable, Iterator, Mapping
 from tqdm.auto import tqdm
 
 from radfuse.extract.params import params_digest
-from radfuse.extract.radiomics import ExtractOptions, RoiOutcome, RoiTask, run_scan_task
+from radfuse.extract.radiomics import ExtractOptions, Roi, RoiOutcome, run_scan_task
 from radfuse.extract.roi_cache import ContentHashes, RoiCache, roi_key
 
 
-@dataclass(frozen=True)
-class RoiSpec:
-    """One ROI to extract, as the manifest gives it (absolute paths)."""
-
-    case_id: str
-    image: str
-    mask: str
-    label: int | None = None  # None: the mask's only label
-    reader: str = "mask"
+RoiSpec = Roi  # an ROI as the manifest gives it (key ""): the name callers know
 
 
 @dataclass
@@ -62,13 +54,13 @@ def pyradiomics_version() -> str:
     return importlib.metadata.version("pyradiomics-bhklab")
 
 
-def scan_tasks(tasks: Iterable[RoiTask], workers: int = 1) -> list[list[RoiTask]]:
+def scan_tasks(tasks: Iterable[Roi], workers: int = 1) -> list[list[Roi]]:
     """The tasks grouped by image path (one group per scan), scans and ROIs in order of first appearance.
 
     With fewer scans than workers the largest groups are halved until every worker has one (a single spine CT
     with 9 vertebrae still runs on 2 workers; its image is then read once per worker).
     """
-    groups: dict[str, list[RoiTask]] = {}
+    groups: dict[str, list[Roi]] = {}
     for task in tasks:
         groups.setdefault(task.image, []).append(task)
     scans = list(groups.values())
@@ -79,8 +71,8 @@ def scan_tasks(tasks: Iterable[RoiTask], workers: int = 1) -> list[list[RoiTask]
     return scans
 
 
-def make_tasks(rois: Iterable[RoiSpec], params: Mapping[str, Any], options: ExtractOptions = ExtractOptions(),
-               hashes: ContentHashes | None = None) -> tuple[list[RoiTask], list[RoiOutcome]]:
+def make_tasks(rois: Iterable[Roi], params: Mapping[str, Any], options: ExtractOptions = ExtractOptions(),
+               hashes: ContentHashes | None = None) -> tuple[list[Roi], list[RoiOutcome]]:
     """Key every ROI by content; ROIs whose files cannot be read become failures right away."""
     hashes = hashes or ContentHashes()
     digest = params_digest(params, options.value_affecting())
@@ -93,11 +85,11 @@ def make_tasks(rois: Iterable[RoiSpec], params: Mapping[str, Any], options: Extr
             failures.append(RoiOutcome(roi.case_id, "", roi.reader, "failed",
                                        f"cannot read input: {error}; fix the path in the manifest"))
             continue
-        tasks.append(RoiTask(roi.case_id, roi.image, roi.mask, roi.label, key, roi.reader))
+        tasks.append(Roi(roi.case_id, roi.image, roi.mask, roi.label, roi.reader, key))
     return tasks, failures
 
 
-def run_tasks(tasks: list[RoiTask], params: Mapping[str, Any], cache_root: str | Path, *, workers: int = 1,
+def run_tasks(tasks: list[Roi], params: Mapping[str, Any], cache_root: str | Path, *, workers: int = 1,
               executor: str = "joblib", scheduler: Any = None, options: ExtractOptions = ExtractOptions(),
               progress: bool = True) -> Iterator[RoiOutcome]:
     """Yield one outcome per task as they finish (cached ones first), with a progress bar and ETA."""
@@ -121,7 +113,7 @@ def run_tasks(tasks: list[RoiTask], params: Mapping[str, Any], cache_root: str |
                 yield outcome
 
 
-def _run_joblib(scans: list[list[RoiTask]], params: dict, cache_root: str, workers: int, _scheduler: Any,
+def _run_joblib(scans: list[list[Roi]], params: dict, cache_root: str, workers: int, _scheduler: Any,
                 options: ExtractOptions) -> Iterator[list[RoiOutcome]]:
     if not scans:
         return
@@ -136,7 +128,7 @@ def _run_joblib(scans: list[list[RoiTask]], params: dict, cache_root: str, worke
     yield from parallel(delayed(run_scan_task)(scan, params, cache_root, options) for scan in scans)
 
 
-def _run_dask(scans: list[list[RoiTask]], params: dict, cache_root: str, _workers: int, scheduler: Any,
+def _run_dask(scans: list[list[Roi]], params: dict, cache_root: str, _workers: int, scheduler: Any,
               options: ExtractOptions) -> Iterator[list[RoiOutcome]]:
     """Submit to a Dask cluster: `scheduler` is its address ("tcp://host:8786") or a `distributed.Client`.
 

@@ -75,11 +75,29 @@ def _stream(entries: list[tuple[str, str]], cache: RoiCache, path: str | Path, p
                 if dtype is not None:
                     matrix = np.array([[r.get(c, np.nan) for c in columns] for r in rows], dtype=float)
                     matrix = matrix.reshape(len(rows), len(columns))
-                    arrays = [pa.array(matrix[:, j], value_type) for j in range(len(columns))]
+                    arrays = [float_array(matrix[:, j]) for j in range(len(columns))]
                 else:
-                    arrays = [pa.array([r.get(c) for r in rows], value_type) for c in columns]
-                ids = pa.array([case_id for case_id, _ in chunk], pa.string())
+                    arrays = [string_array([r.get(c) for r in rows]) for c in columns]
+                ids = string_array([case_id for case_id, _ in chunk])
                 writer.write_table(pa.Table.from_arrays([ids, *arrays], schema=schema))
+
+
+def float_array(values: np.ndarray) -> pa.Array:
+    """`pa.array(values, pa.float64())` (NaN kept as a value) from the buffer: `pa.array` imports pandas."""
+    values = np.ascontiguousarray(values, dtype=np.float64)
+    return pa.Array.from_buffers(pa.float64(), len(values), [None, pa.py_buffer(values)])
+
+
+def string_array(values: list[str | None]) -> pa.Array:
+    """`pa.array(values, pa.string())` (None as null) from offsets and UTF-8 bytes, without pandas."""
+    encoded = [None if v is None else v.encode("utf-8") for v in values]
+    offsets = np.zeros(len(encoded) + 1, dtype=np.int32)
+    np.cumsum([len(e) if e is not None else 0 for e in encoded], out=offsets[1:])
+    valid = np.array([e is not None for e in encoded], dtype=bool)
+    nulls = int(len(valid) - valid.sum())
+    bitmap = pa.py_buffer(np.packbits(valid, bitorder="little")) if nulls else None
+    data = pa.py_buffer(b"".join(e for e in encoded if e is not None))
+    return pa.Array.from_buffers(pa.string(), len(encoded), [bitmap, pa.py_buffer(offsets), data], null_count=nulls)
 
 
 def read_feature_matrix(entries: list[tuple[str, str]], cache: RoiCache, columns: list[str]) -> np.ndarray:

@@ -45,7 +45,7 @@ def _run(cfg: DictConfig, folder: Path) -> dict[str, Any]:
     result = extract_radiomics(
         rois_from_manifest(extractable, second_reader_cases=icc_cases), params, Path(cfg.paths.cache) / "radiomics", folder,
         workers=int(cfg.extract.workers), executor=cfg.extract.executor, scheduler=cfg.extract.scheduler,
-        options=ExtractOptions(crop=bool(cfg.extract.crop), fast_glcm=bool(cfg.extract.fast_glcm),
+        options=ExtractOptions(crop=bool(cfg.extract.crop), fast_kernels=bool(cfg.extract.fast_kernels),
                                retry_failed=bool(cfg.extract.retry_failed),
                                resample_masks=bool(cfg.data.get("resample_masks", False))),
         progress=bool(cfg.extract.progress), params_name=params_name(cfg),
