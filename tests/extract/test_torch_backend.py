@@ -92,3 +92,37 @@ def test_cuda_asked_without_a_gpu_is_refused_with_the_fix():
     with pytest.raises(RuntimeError, match="extract.backend=numpy"):
         resolve_device("cuda")
     assert resolve_device("auto") == torch.device("cpu")
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_extract_roi_with_the_torch_backend_equals_the_numpy_backend(spine_ct, device):
+    """Through radfuse's extractor (per-extractor mapping, shared binning, crop): every feature of a filtered
+    image, the same as the default backend's."""
+    from radfuse.extract.params import load_params
+    from radfuse.extract.radiomics import extract_roi
+
+    params = load_params({"imageType": {"Original": {}, "LoG": {"sigma": [1.0]}},
+                          "featureClass": {"glcm": [], "firstorder": ["Mean"]},
+                          "setting": {"binWidth": 5, "resampledPixelSpacing": [1, 1, 1], "interpolator": "sitkBSpline"}})
+    image, mask = spine_ct / "ct.nii.gz", spine_ct / "vertebral_bodies.nii.gz"
+    reference, _ = extract_roi(image, mask, 21, params)
+    ours, _ = extract_roi(image, mask, 21, params, backend="torch", device=device)
+    assert ours.keys() == reference.keys() and sum("_glcm_" in name for name in ours) == 48
+    for name, value in reference.items():
+        assert ours[name] == pytest.approx(value, rel=1e-9, abs=1e-300), name
+
+
+def test_the_backend_is_chosen_per_extractor_and_keyed_in_the_cache():
+    from radfuse.extract.feature_classes import feature_classes
+    from radfuse.extract.radiomics import ExtractOptions
+
+    torch_classes, numpy_classes = feature_classes(backend="torch", device="cpu"), feature_classes()
+    assert issubclass(torch_classes["glcm"], TorchGLCM) and not issubclass(numpy_classes["glcm"], TorchGLCM)
+    assert torch_classes["glszm"] is numpy_classes["glszm"]
+    with pytest.raises(ValueError, match="extract.backend='jax' is not one of numpy, torch"):
+        feature_classes(backend="jax")
+    with pytest.raises(ValueError, match="fast_kernels=true"):
+        feature_classes(fast=False, backend="torch")
+    assert ExtractOptions().value_affecting() == {"crop": True, "fast_kernels": True, "resample_masks": False,
+                                                  "diagnostics": "grey_levels"}  # caches made before stay valid
+    assert ExtractOptions(backend="torch").value_affecting()["backend"] == "torch"

@@ -36,9 +36,10 @@ log = logging.getLogger("radiomics.featureextractor")
 class RadfuseExtractor(RadiomicsFeatureExtractor):
     """PyRadiomics' extractor with a per-instance feature-class mapping (module doc)."""
 
-    def __init__(self, *args: Any, fast: bool = True, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, fast: bool = True, backend: str = "numpy", device: str = "auto",
+                 **kwargs: Any) -> None:
         self.fast = fast
-        self.feature_classes = feature_classes(fast)
+        self.feature_classes = feature_classes(fast, backend, device)
         super().__init__(*args, **kwargs)
 
     def loadImage(self, ImageFilePath, MaskFilePath, generalInfo=None, **kwargs):  # noqa: N802, N803, ANN001, ANN201
@@ -146,5 +147,6 @@ def _count(image: sitk.Image, mask: sitk.Image, settings: Mapping[str, Any]) -> 
     return count_grey_levels(sitk.GetArrayViewFromImage(image), sitk.GetArrayViewFromImage(mask), settings)
 
 
-def radfuse_extractor(params: Mapping[str, Any], fast: bool = True) -> RadfuseExtractor:
-    return RadfuseExtractor(dict(params), fast=fast)
+def radfuse_extractor(params: Mapping[str, Any], fast: bool = True, backend: str = "numpy",
+                      device: str = "auto") -> RadfuseExtractor:
+    return RadfuseExtractor(dict(params), fast=fast, backend=backend, device=device)

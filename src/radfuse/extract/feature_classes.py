@@ -17,6 +17,10 @@ Profiled (bench/RESULTS.md, 2026-12-03): GLSZM, GLRLM, GLDM and NGTDM build thei
 extension (`radiomics._cmatrices`) and take 1-4 ms per image each; GLCM took ~75 % of a wang2025 extraction, so
 GLCM is the class with a new kernel. The kernels were written against one PyRadiomics release
 (`KERNELS_WRITTEN_FOR`); with another installed, the stock classes are used and a warning says so.
+
+`backend="torch"` (`extract.backend=torch`, the optional GPU backend) puts `torch_glcm.TorchGLCM` in place of
+`FastGLCM`: the GLCM counts, coefficients and MCC on a torch device (`extract.device`: auto = CUDA when present);
+every other class stays as above, on the CPU.
 """
 
 from __future__ import annotations
@@ -79,9 +83,31 @@ def installed_pyradiomics() -> tuple[str, str]:
         return "radiomics", str(getattr(radiomics, "__version__", "unknown"))
 
 
-def feature_classes(fast: bool = True) -> dict[str, type]:
+BACKENDS = ("numpy", "torch")
+
+
+def feature_classes(fast: bool = True, backend: str = "numpy", device: str = "auto") -> dict[str, type]:
     """Feature class name -> class, for one extractor (module doc). A new dict each call: callers may edit it."""
-    return dict(_fast_classes() if fast and kernels_match() else _stock_classes())
+    if backend not in BACKENDS:
+        raise ValueError(f"extract.backend={backend!r} is not one of {', '.join(BACKENDS)}")
+    if not (fast and kernels_match()):
+        if backend == "torch":
+            raise ValueError("extract.backend=torch runs radfuse's kernels: it needs extract.fast_kernels=true and "
+                             f"{'=='.join(KERNELS_WRITTEN_FOR)}")
+        return dict(_stock_classes())
+    classes = dict(_fast_classes())
+    if backend == "torch":
+        classes["glcm"] = _torch_glcm(device)
+    return classes
+
+
+@functools.lru_cache(maxsize=4)
+def _torch_glcm(device: str) -> type:
+    from radfuse.extract.torch_glcm import resolve_device, torch_glcm_class
+
+    base = torch_glcm_class(resolve_device(device))
+    return type(f"Binned{base.__name__}", (SharedBinning, base), {"__module__": base.__module__,
+                                                                  "__doc__": base.__doc__})
 
 
 def kernels_match() -> bool:

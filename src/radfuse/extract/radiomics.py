@@ -62,13 +62,18 @@ class ExtractOptions:
     fast_kernels: bool = True  # radfuse's GLCM, shared binning, B-spline resampling (feature_classes, bspline)
     retry_failed: bool = False  # recompute ROIs whose failure is cached
     resample_masks: bool = False  # a mask on another grid: nearest-neighbour onto the image grid (data.resample_masks)
+    backend: str = "numpy"     # numpy | torch: GLCM on a torch device (torch_glcm; extract.backend)
+    device: str = "auto"       # the torch backend's device: auto (CUDA when present) | cpu | cuda | cuda:1
 
     def value_affecting(self) -> dict[str, bool]:
         """The options that enter the cache key (resample_masks since masks are aligned before PyRadiomics: the
         new entry also retires results cached before, geometry failures included)."""
         # "diagnostics": a cached result from before the grey-level count lacks it, so it is computed again
+        # the torch backend's values equal numpy's to summation order; it still gets its own entries, so a table
+        # never mixes the two (and the numpy entries cached before it existed stay valid)
+        backend = {} if self.backend == "numpy" else {"backend": self.backend}
         return {"crop": self.crop, "fast_kernels": self.fast_kernels, "resample_masks": self.resample_masks,
-                "diagnostics": "grey_levels"}
+                "diagnostics": "grey_levels", **backend}
 
 
 @dataclass(frozen=True)
@@ -85,12 +90,13 @@ class RoiOutcome:
 
 def extract_roi(image: str | Path | sitk.Image, mask: str | Path | sitk.Image, label: int | None,
                 params: Mapping[str, Any], crop: bool = True, fast: bool = True,
-                resample_masks: bool = False) -> tuple[dict[str, float], dict[str, str]]:
+                resample_masks: bool = False, backend: str = "numpy",
+                device: str = "auto") -> tuple[dict[str, float], dict[str, str]]:
     """Features ({`original_glcm_Contrast`: value}) and diagnostics of one ROI; RoiError if incomplete.
 
     `label` None means the mask's only label (as the manifest allows without `mask_label`). `crop` and `fast`
     (radfuse's kernels: `feature_classes`, `bspline`) are radfuse's speed-ups; both leave the values as they are
-    (to rounding). The mask reaches
+    (to rounding); `backend="torch"` computes GLCM on a torch `device` (`torch_glcm`). The mask reaches
     PyRadiomics on the image's grid (`_on_image_grid`); `resample_masks` allows nearest-neighbour resampling there.
     """
     image_node = _read_image(str(image)) if not isinstance(image, sitk.Image) else image
@@ -102,8 +108,8 @@ def extract_roi(image: str | Path | sitk.Image, mask: str | Path | sitk.Image, l
         settings = dict(params.get("setting") or {})
         image_node, mask_node, how = crop_to_roi(image_node, mask_node, int(label), settings, image_types(params))
     try:
-        result = _extractor(json.dumps(params, sort_keys=True), bool(fast)).execute(image_node, mask_node,
-                                                                                    label=int(label))
+        extractor = _extractor(json.dumps(params, sort_keys=True), bool(fast), backend, device)
+        result = extractor.execute(image_node, mask_node, label=int(label))
     except (ValueError, RuntimeError, AssertionError) as error:
         raise RoiError(f"PyRadiomics rejected the ROI: {error}") from error
     features, diagnostics = split_result(result)
@@ -145,14 +151,14 @@ def _only_label(mask: sitk.Image, source: object) -> int:
 
 
 @functools.lru_cache(maxsize=4)
-def _extractor(params_json: str, fast: bool = True):  # noqa: ANN202 - radiomics has no type hints
+def _extractor(params_json: str, fast: bool = True, backend: str = "numpy", device: str = "auto"):  # noqa: ANN202
     from radfuse.extract.extractor import radfuse_extractor
 
     params = json.loads(params_json)
     quiet_pyradiomics()
     if "LBP3D" in image_types(params):  # LBP3D alone needs the SciPy shim; scipy.special is 0.3 s of imports
         install_scipy_compat()
-    return radfuse_extractor(params, fast=fast)
+    return radfuse_extractor(params, fast=fast, backend=backend, device=device)
 
 
 @functools.lru_cache(maxsize=8)
@@ -221,7 +227,8 @@ def _one_roi(task: Roi, params: Mapping[str, Any], cache: RoiCache, options: Ext
     start = time.perf_counter()
     try:
         features, diagnostics = extract_roi(task.image, task.mask, task.label, params, options.crop,
-                                            options.fast_kernels, options.resample_masks)
+                                            options.fast_kernels, options.resample_masks, options.backend,
+                                            options.device)
     except RoiError as error:
         cache.put(task.key, {"error": str(error)})
         return RoiOutcome(task.case_id, task.key, task.reader, "failed", str(error), time.perf_counter() - start)

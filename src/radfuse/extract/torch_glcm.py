@@ -5,9 +5,9 @@ What runs on the device (CUDA when there is one, else the CPU), in float64 so va
   (i, j) pairs of ROI voxels that are neighbours along it;
 - the coefficients (p_x, p_y, mu_x, mu_y, p_{x+y}, p_{x-y}, HXY), by reductions and scatter-adds;
 - MCC's batched eigenvalues of Q = A P^T (the step that dominates a wang2025 GLCM, `fast_glcm`).
-Everything else (empty grey levels, symmetry, weighting, normalisation, every feature formula) is PyRadiomics'
-own code on the arrays these steps return, so a feature computed here differs from the CPU path only by summation
-order. The other feature classes (first order, GLRLM, GLSZM, GLDM, NGTDM, shape) and the filters stay on the CPU:
+Everything else (empty grey levels, symmetry, weighting, normalisation, every feature formula) is the CPU path's
+code on the arrays these steps return (PyRadiomics', and `fast_glcm.FastGLCM`'s cluster moments), so a feature
+computed here differs from the CPU path only by summation order. The other feature classes (first order, GLRLM, GLSZM, GLDM, NGTDM, shape) and the filters stay on the CPU:
 their C kernels are cheap next to GLCM on bone CT (bench/RESULTS.md, "Where the time goes").
 
 Why our own code: no maintained GPU radiomics library reproduces PyRadiomics to 1e-6 (flash-radiomics works in
@@ -22,7 +22,8 @@ from functools import lru_cache
 import numpy as np
 import torch
 from radiomics import cMatrices
-from radiomics.glcm import RadiomicsGLCM
+
+from radfuse.extract.fast_glcm import FastGLCM
 
 
 @lru_cache(maxsize=None)
@@ -48,8 +49,8 @@ def glcm_counts(image: np.ndarray, mask: np.ndarray, angles: np.ndarray, ng: int
                 device: torch.device) -> torch.Tensor:
     """(1, Ng, Ng, angles) float64 counts on `device`: P[i-1, j-1, a] = #{v in ROI: image[v] = i, v + a in ROI,
     image[v + a] = j}, as PyRadiomics' C `calculate_glcm` (segment-based)."""
-    grey = torch.as_tensor(np.ascontiguousarray(image), device=device).to(torch.int64)
-    roi = torch.as_tensor(np.ascontiguousarray(mask), device=device).to(torch.bool)
+    grey = torch.from_numpy(np.array(image, dtype=np.int64)).to(device)  # a copy: radfuse's binned arrays are
+    roi = torch.from_numpy(np.array(mask, dtype=bool)).to(device)         # read-only, torch wants writable ones
     counts = torch.zeros((ng * ng, len(angles)), dtype=torch.float64, device=device)
     for a, angle in enumerate(angles):
         here, there = zip(*(_shifted(n, int(s)) for n, s in zip(grey.shape, angle)))
@@ -68,8 +69,8 @@ def _sums_by_key(glcm: torch.Tensor, keys: torch.Tensor, first_key: int, n_keys:
     return out.index_add_(1, index[valid], flat)
 
 
-class TorchGLCM(RadiomicsGLCM):
-    """RadiomicsGLCM with counts, coefficients and MCC on `device` (module doc); registered per extractor."""
+class TorchGLCM(FastGLCM):
+    """radfuse's GLCM class with counts, coefficients and MCC on `device` (module doc); registered per extractor."""
 
     device = torch.device("cpu")
 
@@ -112,7 +113,7 @@ class TorchGLCM(RadiomicsGLCM):
     def _calculateCoefficients(self):  # noqa: N802, ANN202 - PyRadiomics' hook
         ng = self.coefficients["Ng"]
         eps = np.spacing(1)
-        p = torch.as_tensor(self.P_glcm, device=self.device)
+        p = torch.from_numpy(np.array(self.P_glcm)).to(self.device)
         levels = torch.as_tensor(self.coefficients["grayLevels"].astype(float), device=self.device)
         i, j = levels[:, None], levels[None, :]
         k_sum = np.arange(2, (ng * 2) + 1, dtype="float")
@@ -132,9 +133,9 @@ class TorchGLCM(RadiomicsGLCM):
 
     def getMCCFeatureValue(self):  # noqa: N802, ANN201 - PyRadiomics' feature method
         eps = self.coefficients["eps"]
-        p = torch.as_tensor(self.P_glcm, device=self.device)
-        px = torch.as_tensor(self.coefficients["px"], device=self.device)
-        py = torch.as_tensor(self.coefficients["py"], device=self.device)
+        p = torch.from_numpy(np.array(self.P_glcm)).to(self.device)
+        px = torch.from_numpy(np.array(self.coefficients["px"])).to(self.device)
+        py = torch.from_numpy(np.array(self.coefficients["py"])).to(self.device)
         weighted = p / (px * py + eps)
         q = torch.matmul(weighted.permute(0, 3, 1, 2), p.permute(0, 3, 2, 1))  # (Nv, angles, Ng_i, Ng_j)
         eigenvalues = np.sort(torch.linalg.eigvals(q).cpu().numpy())  # sorted on the host, as NumPy sorts complex

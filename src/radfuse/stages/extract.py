@@ -47,7 +47,9 @@ def _run(cfg: DictConfig, folder: Path) -> dict[str, Any]:
         workers=int(cfg.extract.workers), executor=cfg.extract.executor, scheduler=cfg.extract.scheduler,
         options=ExtractOptions(crop=bool(cfg.extract.crop), fast_kernels=bool(cfg.extract.fast_kernels),
                                retry_failed=bool(cfg.extract.retry_failed),
-                               resample_masks=bool(cfg.data.get("resample_masks", False))),
+                               resample_masks=bool(cfg.data.get("resample_masks", False)),
+                               backend=str(cfg.extract.get("backend", "numpy")),
+                               device=str(cfg.extract.get("device", "auto"))),
         progress=bool(cfg.extract.progress), params_name=params_name(cfg),
         refuse_few_grey_levels=bool(cfg.extract.grey_levels.refuse), rejected=rejected)
     if result.grey_levels is not None:
