@@ -1,7 +1,7 @@
 """Radiomics throughput: radfuse (1 and 2 workers, then a warm rerun) vs PyRadiomics' own batch command line.
 
     PYTHONPATH=src python bench/radiomics_throughput.py [--params conf/radiomics/wang2025.yaml] [--rois 6]
-        [--source demo|spine] [--jobs 1 2] [--rounds 3] [--out bench/RESULTS.md]
+        [--source demo|spine] [--jobs 1 2] [--rounds 3] [--backend numpy|torch] [--out bench/RESULTS.md]
 
 Both sides run as fresh processes on the same ROIs with the same params file; wall time includes interpreter
 start and imports. Each round runs the tools interleaved (PyRadiomics, radfuse cold, per worker count) and the
@@ -36,6 +36,7 @@ PYRADIOMICS_CLI = ("import sys; from radfuse.extract._compat import install_scip
 RADFUSE_RUN = """
 import sys
 from radfuse.extract.params import load_params
+from radfuse.extract.radiomics import ExtractOptions
 from radfuse.extract.radiomics_run import extract_radiomics
 from radfuse.extract.runner import RoiSpec
 import csv
@@ -45,7 +46,8 @@ with open(sys.argv[1], newline="", encoding="utf-8") as handle:
 rois = [RoiSpec(f"r{i}", r["Image"], r["Mask"], int(r["Label"])) for i, r in enumerate(cases)]
 params = load_params(sys.argv[2])
 start = time.perf_counter()
-extract_radiomics(rois, params, sys.argv[3], sys.argv[4], workers=int(sys.argv[5]), progress=False)
+extract_radiomics(rois, params, sys.argv[3], sys.argv[4], workers=int(sys.argv[5]), progress=False,
+                  options=ExtractOptions(backend=sys.argv[6]))
 print(time.perf_counter() - start)
 """
 
@@ -88,10 +90,10 @@ def pyradiomics_cli(cases: Path, params: Path, jobs: int, out: Path) -> float:
 
 
 def radfuse_run(cases: Path, params: Path, workers: int, cache: Path, out: Path,
-                cold: bool = True) -> tuple[float, float]:
+                cold: bool = True, backend: str = "numpy") -> tuple[float, float]:
     """(process wall time, time inside the extraction call: no interpreter start, no imports)."""
     wall, stdout = timed([sys.executable, "-c", RADFUSE_RUN, str(cases), str(params), str(cache), str(out),
-                          str(workers)], ("radfuse", workers) if cold else None)
+                          str(workers), backend], ("radfuse", workers) if cold else None)
     return wall, float(stdout.strip().splitlines()[-1])
 
 
@@ -121,6 +123,8 @@ def main() -> None:
     parser.add_argument("--source", choices=["demo", "spine"], default="demo")
     parser.add_argument("--jobs", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--backend", choices=["numpy", "torch"], default="numpy",
+                        help="radfuse's extract.backend (torch: GLCM on CUDA when present)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="radfuse-bench-"))
@@ -136,7 +140,7 @@ def main() -> None:
             seconds = pyradiomics_cli(cases_csv, args.params, jobs, theirs)
             best[("pyradiomics CLI", jobs)] = min(seconds, best.get(("pyradiomics CLI", jobs), float("inf")))
             cache, out = work / f"cache-{jobs}-{round_}", work / f"radfuse-{jobs}"
-            seconds, call = radfuse_run(cases_csv, args.params, jobs, cache, out)
+            seconds, call = radfuse_run(cases_csv, args.params, jobs, cache, out, backend=args.backend)
             if seconds < best.get(("radfuse", jobs), (float("inf"),))[0]:
                 best[("radfuse", jobs)] = (seconds, call)
             tables[jobs] = (pd.read_parquet(out / "radiomics.parquet"), pd.read_csv(theirs))
@@ -144,7 +148,7 @@ def main() -> None:
             for jobs in args.jobs for tool in ("pyradiomics CLI", "radfuse")]
     last = args.jobs[-1]
     warm_wall, warm = radfuse_run(cases_csv, args.params, last, work / f"cache-{last}-{args.rounds - 1}",
-                                  work / f"radfuse-{last}", cold=False)
+                                  work / f"radfuse-{last}", cold=False, backend=args.backend)
     cold_call = best[("radfuse", last)][1]
     worst, feature, n_features, per_class = largest_relative_difference(*tables[last])
     text = report(args, n, n_features, rows, (warm_wall, warm, cold_call), worst, feature)
@@ -167,7 +171,8 @@ def report(args, n, n_features, rows, warm, worst, feature) -> str:  # noqa: ANN
     lines = [f"### {args.params.name}, {n} ROIs ({args.source}), {n_features} features per ROI",
              "", f"`PYTHONPATH=src python bench/radiomics_throughput.py --params {args.params} "
                  f"--rois {args.rois} --source {args.source} --jobs {' '.join(map(str, args.jobs))} "
-                 f"--rounds {args.rounds}` (min of {args.rounds} interleaved rounds) on {platform.node()} "
+                 f"--rounds {args.rounds}{' --backend torch' if args.backend == 'torch' else ''}` "
+                 f"(min of {args.rounds} interleaved rounds) on {platform.node()} "
                  f"({os.cpu_count()} cores, shared), {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}", "",
              "| tool | workers | wall s | ROIs/s | radfuse / pyradiomics |", "|---|---|---|---|---|"]
     for tool, jobs, seconds in rows:
