@@ -38,10 +38,12 @@ def label_str(value: object) -> str | None:
 
 def validate_manifest(frame: pd.DataFrame, classes: Iterable[str] | None = None,
                       clinical: Mapping[str, str] | None = None, n_folds: int = 5,
-                      resample_masks: bool = False, manifest_file: str = "", modality: str = "ct") -> list[Problem]:
+                      resample_masks: bool = False, manifest_file: str = "", modality: str = "ct",
+                      margin: int | None = None) -> list[Problem]:
     """All problems (errors and warnings) of a manifest read by `read_manifest`; no error means valid.
 
     `modality="other"` turns off the CT plausibility checks (values in HU); NaN under an ROI is refused always.
+    `margin` (the crop stage's data.margin) is named in the warning about an ROI cut by the edge of the scan.
     """
     if modality not in MODALITIES:
         raise ValueError(f"modality {modality!r}: use one of {list(MODALITIES)} (data.modality / --modality)")
@@ -50,7 +52,8 @@ def validate_manifest(frame: pd.DataFrame, classes: Iterable[str] | None = None,
     problems += image_leak_problems(frame)
     images = LastImage(modality)
     for i, (_, row) in enumerate(frame.iterrows()):
-        context = RowContext(case_text(row[CASE_ID]), i + 2, manifest_file, resample_masks, modality)
+        context = RowContext(case_text(row[CASE_ID]), i + 2, manifest_file, resample_masks, modality,
+                             None if margin is None else int(margin))
         problems.extend(row_problems(row, context, images))
     return problems
 
