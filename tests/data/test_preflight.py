@@ -184,3 +184,27 @@ def test_the_stages_warn_about_a_cut_roi(tmp_path, caplog):
     with caplog.at_level("WARNING"):
         ensure_valid(frame, n_folds=1, margin=2)
     assert "inferior and superior faces" in caplog.text and "data.margin=2" in caplog.text
+
+
+# ---------------------------------------------------------------------------------------------- ComBat, ICC
+def test_fuse_refuses_combat_on_one_site_and_icc_without_a_second_reader(tmp_path):
+    """The demo's fuse config (ComBat and the ICC filter on) on a one-site cohort without mask2."""
+    from radfuse.data.splits import make_splits
+    from radfuse.stages.preflight import fuse_problems
+
+    manifest = make_tiny_cohort(tmp_path, n_patients=12)
+    frame = pd.read_csv(manifest).assign(site="A")
+    frame.to_csv(manifest, index=False)
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("fuse", overrides=[f"data.manifest={manifest}", f"paths.out={tmp_path / 'out'}",
+                                         "data.classes=[0,1]", "~data.clinical.t_score", "data.split.n_folds=2"])
+    frame = read_manifest(manifest)
+    problems = fuse_problems(cfg, frame, make_splits(frame, n_folds=2), ["0", "1"], str(manifest))
+    combat = [p for p in errors(problems) if "ComBat" in p.message]
+    icc = [p for p in errors(problems) if "ICC filter" in p.message]
+    assert combat and "2 sites" in combat[0].message and "blocks.rad.combat=null" in combat[0].fix
+    assert icc and icc[0].column == "mask2" and "blocks.rad.icc=null" in icc[0].fix
+    assert combat[0].file == str(manifest)
+    two_sites = frame.assign(site=["A", "B"] * 6)
+    assert not [p for p in fuse_problems(cfg, two_sites, make_splits(two_sites, n_folds=2), ["0", "1"],
+                                         str(manifest)) if "ComBat" in p.message]
