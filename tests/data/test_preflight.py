@@ -208,3 +208,8 @@ def test_fuse_refuses_combat_on_one_site_and_icc_without_a_second_reader(tmp_pat
     two_sites = frame.assign(site=["A", "B"] * 6)
     assert not [p for p in fuse_problems(cfg, two_sites, make_splits(two_sites, n_folds=2), ["0", "1"],
                                          str(manifest)) if "ComBat" in p.message]
+
+
+def test_a_manifest_path_with_an_equals_sign_is_still_a_manifest(tmp_path, capsys):
+    manifest = make_tiny_cohort(tmp_path / "run=1", n_patients=4)
+    assert main([str(manifest), "--folds", "1"]) == 0, capsys.readouterr().err

@@ -247,8 +247,11 @@ FLAG_KEYS = {"--classes": "data.classes=[0,1]", "--clinical": "data.clinical={ag
 
 
 def _is_study_mode(argv: list[str]) -> bool:
-    return any(a in STUDY_FLAGS or a.startswith("--config-dir=") or ("=" in a and not a.startswith("-"))
-               for a in argv)
+    """`--config-dir` or a key=value override (a manifest whose path holds '=' is still a manifest)."""
+    import os
+
+    return any(a in STUDY_FLAGS or a.startswith("--config-dir=") or
+               ("=" in a and not a.startswith("-") and not os.path.exists(a)) for a in argv)
 
 
 def study_main(argv: list[str]) -> int:
