@@ -160,11 +160,7 @@ def commands(study: Study) -> list[str]:
     repo = CONF_DIR.parent
     study_args = f"--config-dir {shlex.quote(str(study.folder))} experiment=study"
     folds = ",".join(str(k) for k in range(study.n_folds))
-    clinical = " ".join(f"{c}:{k}" for c, k in study.clinical.items())
-    validate = (f"python -m radfuse.data.validate {shlex.quote(str(study.manifest))} --classes "
-                f"{' '.join(shlex.quote(c) for c in study.classes)} --folds {study.n_folds}"
-                + (f" --clinical {clinical}" if clinical else ""))
-    return [validate,
+    return [f"python -m radfuse.data.validate {study_args}",
             f"python -m radfuse.stages.prepare {study_args}",
             f"python {repo / 'train.py'} {study_args}",
             f"python {repo / 'train.py'} -m {study_args} data.fold={folds} 'run=cv${{data.fold}}'",

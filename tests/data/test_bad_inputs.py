@@ -199,6 +199,10 @@ CASES = [
     Case("few-voxel ROI", _with_file(
         "bad", "mask", lambda s: s.volume("few_mask.nii.gz", _mask(region=(8, 10, slice(10, 15))))), 2,
          "5 voxel", "larger", file="few_mask.nii.gz"),
+    Case("ROI cut by the edge of the scan (warning)", _with_file(
+        "bad", "mask", lambda s: s.volume("edge_mask.nii.gz", _mask(region=(slice(0, 6), slice(6, 18),
+                                                                            slice(6, 18))))), 0,
+         "touches the inferior face of the scan", "complete", file="edge_mask.nii.gz"),
     # -------------------------------------------------------------------------------------------- intensities
     Case("NaN voxels in the ROI", _with_file(
         "bad", "image", lambda s: _image_with(s, "nan_ct.nii.gz", _nan_in_roi)), 2,

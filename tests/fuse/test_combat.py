@@ -117,5 +117,6 @@ def test_estimator_contract():
     assert list(model.get_feature_names_out()) == [c for c in frame.columns if c.startswith("rad__")]
     with pytest.raises(ValueError, match="site column 'meta__site'"):
         ComBat().fit(frame.drop(columns=["meta__site"]))
-    with pytest.raises(ValueError, match="at least 2 sites"):
+    with pytest.raises(ValueError, match="at least 2 sites") as single_site:
         ComBat().fit(frame[frame.meta__site == "s1"])
+    assert "blocks.rad.combat=null" in str(single_site.value)  # the key that exists (not block.combat)

@@ -114,7 +114,8 @@ def test_default_deep_block_is_the_cross_fitted_scores_and_a_missing_table_says_
     manifest = make_tiny_cohort(tmp_path / "data")
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("fuse", overrides=[f"data.manifest={manifest}", f"paths.out={tmp_path / 'out'}",
-                                         "data.classes=[0,1]", "~data.clinical.t_score", "data.split.n_folds=3"])
+                                         "data.classes=[0,1]", "~data.clinical.t_score", "data.split.n_folds=3",
+                                         "blocks.rad.icc=null"])  # no mask2: the pre-flight would refuse the ICC
     assert cfg.tables.deep.endswith("/extract/default/deep_crossfit.parquet")
     assert list(cfg.blocks.deep) == ["impute", "scale"]  # a few class scores: no PCA
     cfg.tables.rad = str(_tables(manifest, tmp_path)["rad"])

@@ -2,8 +2,10 @@
 
 `python -m radfuse.data.validate MANIFEST [--classes 0 1 2] [--clinical age:numeric sex:categorical] [--folds 5]
 [--modality ct|other]` exits 2 on any error and writes nothing; warnings (judgements such as a missing clinical value
-that will be imputed) are printed and do not fail it. Every stage calls `ensure_valid` before it works. The list of
-checks, with their messages, is docs/validate.md.
+that will be imputed) are printed and do not fail it. `python -m radfuse.data.validate --config-dir STUDY_DIR
+experiment=study [key=value ...]` validates a study's manifest with the study's own settings and checks what its
+stages need of the data (radfuse.stages.preflight: internal cohort, inner LASSO folds, sites, second reader).
+Every stage calls `ensure_valid` before it works. The list of checks, with their messages, is docs/validate.md.
 """
 
 from __future__ import annotations
@@ -38,10 +40,12 @@ def label_str(value: object) -> str | None:
 
 def validate_manifest(frame: pd.DataFrame, classes: Iterable[str] | None = None,
                       clinical: Mapping[str, str] | None = None, n_folds: int = 5,
-                      resample_masks: bool = False, manifest_file: str = "", modality: str = "ct") -> list[Problem]:
+                      resample_masks: bool = False, manifest_file: str = "", modality: str = "ct",
+                      margin: int | None = None) -> list[Problem]:
     """All problems (errors and warnings) of a manifest read by `read_manifest`; no error means valid.
 
     `modality="other"` turns off the CT plausibility checks (values in HU); NaN under an ROI is refused always.
+    `margin` (the crop stage's data.margin) is named in the warning about an ROI cut by the edge of the scan.
     """
     if modality not in MODALITIES:
         raise ValueError(f"modality {modality!r}: use one of {list(MODALITIES)} (data.modality / --modality)")
@@ -50,7 +54,8 @@ def validate_manifest(frame: pd.DataFrame, classes: Iterable[str] | None = None,
     problems += image_leak_problems(frame)
     images = LastImage(modality)
     for i, (_, row) in enumerate(frame.iterrows()):
-        context = RowContext(case_text(row[CASE_ID]), i + 2, manifest_file, resample_masks, modality)
+        context = RowContext(case_text(row[CASE_ID]), i + 2, manifest_file, resample_masks, modality,
+                             None if margin is None else int(margin))
         problems.extend(row_problems(row, context, images))
     return problems
 
@@ -235,7 +240,53 @@ def parse_clinical(specs: Iterable[str]) -> dict[str, str]:
     return out
 
 
+STUDY_FLAGS = ("--config-dir", "-cd")
+FLAG_KEYS = {"--classes": "data.classes=[0,1]", "--clinical": "data.clinical={age: numeric}",
+             "--folds": "data.split.n_folds=5", "--resample-masks": "data.resample_masks=true",
+             "--modality": "data.modality=other"}
+
+
+def _is_study_mode(argv: list[str]) -> bool:
+    """`--config-dir` or a key=value override (a manifest whose path holds '=' is still a manifest)."""
+    import os
+
+    return any(a in STUDY_FLAGS or a.startswith("--config-dir=") or
+               ("=" in a and not a.startswith("-") and not os.path.exists(a)) for a in argv)
+
+
+def study_main(argv: list[str]) -> int:
+    """`--config-dir STUDY_DIR experiment=study [key=value ...]`: the study's pre-flight (radfuse.stages.preflight),
+    configured as every stage is, by the study file and overrides; the flags of the manifest mode do not apply."""
+    from pathlib import Path
+
+    from radfuse.stages.preflight import main as preflight_main
+    from radfuse.stages.study import config_dirs
+
+    dirs = config_dirs(argv)
+    rest, skip = [], False
+    for i, arg in enumerate(argv):
+        if skip:
+            skip = False
+            continue
+        if arg in STUDY_FLAGS:
+            skip = True
+            continue
+        if arg.startswith("--config-dir="):
+            continue
+        rest.append(arg)
+    flags = [a for a in rest if a.startswith("-")]
+    if flags:
+        keys = ", ".join(FLAG_KEYS.get(f, f) for f in flags)
+        print(f"[radfuse] error: {' '.join(flags)}: a study is configured by its study file and key=value "
+              f"overrides, as every stage is (here: {keys})", file=sys.stderr)
+        return 2
+    return preflight_main(rest, [Path(d) for d in dirs])
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if _is_study_mode(argv):
+        return study_main(argv)
     parser = argparse.ArgumentParser(prog="python -m radfuse.data.validate", description=__doc__.split("\n")[0])
     parser.add_argument("manifest")
     parser.add_argument("--classes", nargs="*", default=None, help="allowed class labels")

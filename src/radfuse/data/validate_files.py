@@ -20,7 +20,7 @@ import SimpleITK as sitk
 
 from radfuse.data import io
 from radfuse.data.manifest import CASE_ID, IMAGE, MASK, MASK_LABEL, PATIENT_ID, SECOND_MASK_COLUMNS
-from radfuse.data.problems import Problem, case_text
+from radfuse.data.problems import ERROR, WARNING, Problem, case_text
 
 MODALITIES = ("ct", "other")
 MIN_ROI_VOXELS = 8              # fewer voxels than this and radiomics (and a crop) have nothing to measure
@@ -36,9 +36,10 @@ class RowContext:
     manifest_file: str
     resample_masks: bool
     modality: str
+    margin: int | None = None  # the crop stage's data.margin, for the message of an ROI cut by the scan's edge
 
-    def problem(self, column: str, file: object, message: str, fix: str) -> Problem:
-        return Problem(self.case, column, str(file), message, fix, row=self.row)
+    def problem(self, column: str, file: object, message: str, fix: str, severity: str = ERROR) -> Problem:
+        return Problem(self.case, column, str(file), message, fix, row=self.row, severity=severity)
 
 
 @dataclass
@@ -135,7 +136,10 @@ def _mask_problems(ctx: RowContext, column: str, path: object, loaded: LoadedIma
         return problems
     array = sitk.GetArrayViewFromImage(mask)
     roi = (array != 0) if label is None else (array == label)
-    return _roi_problems(ctx, column, path, loaded, roi, image_path)
+    problems = _roi_problems(ctx, column, path, loaded, roi, image_path)
+    if column == MASK and not any(p.is_error for p in problems):
+        problems += _edge_problems(ctx, column, path, loaded.image, roi, label)
+    return problems
 
 
 def _fractional_value(mask: sitk.Image) -> float | None:
@@ -184,6 +188,62 @@ def _roi_problems(ctx: RowContext, column: str, path: object, loaded: LoadedImag
                             f"outside CT's HU range [{low:.0f}, {high:.0f}] (values {values.min():.0f} to "
                             f"{values.max():.0f})", f"export the image in HU; {NOT_CT_FIX}")]
     return []
+
+
+# ---------------------------------------------------------------------------------------------- field of view
+# The patient direction each physical axis points to (LPS, as DICOM and ITK store it): (towards -, towards +).
+LPS_NAMES = (("right", "left"), ("anterior", "posterior"), ("inferior", "superior"))
+
+
+def scan_faces(roi: np.ndarray, image: sitk.Image) -> list[tuple[str, str]]:
+    """The faces of the scan that the ROI touches: (patient direction, voxel index text), e.g. ("superior",
+    "z = 111, the last slice"). `roi` is z, y, x as SimpleITK's arrays are. An axis one voxel thick (a single
+    slice) has no face to cut along."""
+    direction = np.asarray(image.GetDirection(), float).reshape(image.GetDimension(), image.GetDimension())
+    faces = []
+    for axis in range(roi.ndim):  # SimpleITK axis i is numpy axis ndim - 1 - i
+        size = roi.shape[roi.ndim - 1 - axis]
+        if size < 2:
+            continue
+        present = np.flatnonzero(roi.any(axis=tuple(a for a in range(roi.ndim) if a != roi.ndim - 1 - axis)))
+        if not present.size:
+            continue
+        column = direction[:, axis]
+        dominant = int(np.argmax(np.abs(column)))
+        towards_plus = LPS_NAMES[dominant][1] if column[dominant] > 0 else LPS_NAMES[dominant][0]
+        towards_minus = LPS_NAMES[dominant][0] if column[dominant] > 0 else LPS_NAMES[dominant][1]
+        letter, unit = (("x", "column"), ("y", "row"), ("z", "slice"))[axis] if axis < 3 else (str(axis), "index")
+        if present[0] == 0:
+            faces.append((towards_minus, f"{letter} = 0, the first {unit}"))
+        if present[-1] == size - 1:
+            faces.append((towards_plus, f"{letter} = {size - 1}, the last {unit}"))
+    return faces
+
+
+def _edge_problems(ctx: RowContext, column: str, path: object, image: sitk.Image, roi: np.ndarray,
+                   label: int | None) -> list[Problem]:
+    """A warning for an ROI that touches the border of the scan: the structure likely goes on outside the field
+    of view, so its shape, its radiomics and its crop describe the part inside only."""
+    faces = scan_faces(roi, image)
+    if not faces:
+        return []
+    names = [name for name, _ in faces]
+    said = (f"the {names[0]} face" if len(names) == 1 else
+            f"the {', '.join(names[:-1])} and {names[-1]} faces")
+    where = "; ".join(index for _, index in faces)
+    roi_text = f"ROI (label {label})" if label is not None else "ROI"
+    if ctx.margin is None:
+        crop = "a crop margin (data.margin) adds no context beyond that face"
+    elif ctx.margin > 0:
+        crop = f"its crop's margin (data.margin={ctx.margin} voxels) stops at that face, with no context beyond it"
+    else:
+        crop = f"its crop (data.margin={ctx.margin}) ends at that face"
+    return [ctx.problem(column, path,
+                        f"{roi_text} touches {said} of the scan ({where}): the structure may continue outside the "
+                        "field of view, so its shape features and radiomics describe only the part inside, and "
+                        f"{crop}",
+                        "check that the ROI is complete (a scan or segmentation covering all of it), or drop the row "
+                        "if it is cut; the run goes on with the cut ROI", severity=WARNING)]
 
 
 # ---------------------------------------------------------------------------------------------- leaks

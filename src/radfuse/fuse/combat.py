@@ -51,7 +51,8 @@ class ComBat(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         self.sites_ = np.array(sorted(pd.unique(sites)), dtype=object)
         if len(self.sites_) < 2:
             raise ValueError(f"ComBat needs at least 2 sites in the training data, got {list(self.sites_)}; "
-                             "drop the combat step (block.combat=null) for single-site data")
+                             "drop the combat step (blocks.rad.combat=null, or the block that holds it) for "
+                             "single-site data")
         counts = pd.Series(sites).value_counts()
         if (counts < 2).any():
             raise ValueError(f"ComBat needs at least 2 training rows per site; sites {list(counts[counts < 2].index)} "

@@ -20,6 +20,7 @@ from radfuse.data.manifest import COHORT, LABEL, PATIENT_ID, SITE
 
 META_PREFIX = "meta__"
 SITE_COLUMN = f"{META_PREFIX}site"
+ONE_SITE = "one site"  # the site of every row of a manifest without a site column
 CLINICAL_BLOCK = "clinical"
 TRAIN_COHORT = "train"
 
@@ -57,7 +58,9 @@ def design_frame(manifest: pd.DataFrame, tables: dict[str, pd.DataFrame], clinic
     `categorical` columns become strings, so a numerically coded category (sex 0/1) is one-hot encoded."""
     if LABEL in covariates:
         raise ValueError("the label cannot be a ComBat covariate: it is unknown for the cases being harmonised")
-    _require_columns(manifest, [SITE, *clinical, *covariates])
+    _require_columns(manifest, [*clinical, *covariates])
+    if SITE not in manifest.columns:  # a study without sites is one site (ComBat, which needs two, is off for it)
+        manifest = manifest.assign(**{SITE: ONE_SITE})
     frame = manifest.assign(**{KEY_COLUMN: manifest["case_id"].astype(str)}).set_index(KEY_COLUMN)
     for column in categorical:
         if column in frame.columns:
@@ -78,8 +81,8 @@ def _require_columns(manifest: pd.DataFrame, columns: list[str]) -> None:
     missing = [c for c in columns if c not in manifest.columns]
     if missing:
         path = manifest.attrs.get("manifest_path", "the manifest")
-        raise ValueError(f"{path} lacks column(s) {missing} that the fuse config uses (site, clinical columns, "
-                         "ComBat covariates): add them or change fuse.clinical / the combat covariates")
+        raise ValueError(f"{path} lacks column(s) {missing} that the fuse config uses (clinical columns, "
+                         "ComBat covariates): add them or change data.clinical / the combat covariates")
 
 
 def _warn_unmatched(manifest_ids: pd.Index, tables: dict[str, pd.DataFrame]) -> None:

@@ -61,7 +61,7 @@ def load_cohort(cfg: DictConfig) -> Cohort:
     clinical = dict(OmegaConf.to_container(data.clinical)) if data.get("clinical") else {}
     ensure_valid(frame, classes=classes, clinical=clinical, n_folds=int(data.split.n_folds),
                  resample_masks=bool(data.resample_masks), manifest_file=str(path),
-                 modality=str(data.get("modality", "ct")))
+                 modality=str(data.get("modality", "ct")), margin=data.get("margin"))
     frame = coerce_clinical(frame, clinical)  # 'n/a', 'unknown', blank -> NaN, which the pipeline imputes
     splits = load_or_make_splits(frame, splits_path(cfg.paths.out), seed=int(data.split.seed),
                                  internal_fraction=float(data.split.internal_fraction),

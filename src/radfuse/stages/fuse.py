@@ -23,6 +23,7 @@ from radfuse.fuse.search import ClassifierSpec
 from radfuse.run_lock import run_lock
 from radfuse.stages.common import Cohort, load_cohort, save_run_config
 from radfuse.stages.fuse_gradcam import gradcam_panels
+from radfuse.stages.preflight import ensure_ready, fuse_problems
 
 CV_RESULTS_FILE = "cv_results.csv"
 
@@ -59,6 +60,9 @@ def embed_icc_tables(blocks: dict[str, Any]) -> dict[str, Any]:
 def _run(cfg: DictConfig) -> FusionResult:
     start = time.perf_counter()
     cohort = load_cohort(cfg)
+    # inner LASSO folds, sites for ComBat, second outlines for ICC: refused here, before any table is read or fitted
+    ensure_ready(fuse_problems(cfg, cohort.frame, cohort.splits, cohort.classes, str(cohort.manifest_path)),
+                 str(cohort.manifest_path))
     blocks = embed_icc_tables({name: instantiate(steps) for name, steps in cfg.blocks.items() if _used(cfg, name)})
     design = build_design(cfg, cohort, blocks)
     if cfg.get("icc_table") and Path(cfg.icc_table).is_file():

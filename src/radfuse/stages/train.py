@@ -26,6 +26,7 @@ from radfuse.models.module import MONITOR, RadfuseClassifier
 from radfuse.models.weight_formats import WeightsError
 from radfuse.models.weights import load_weights
 from radfuse.run_lock import RunFolderLocked
+from radfuse.stages.preflight import ensure_ready, train_problems
 from radfuse.stages.common import (Cohort, crop_config, exit_on_input_error, load_cohort, log_lightning_once,
                                    save_run_config)
 
@@ -190,6 +191,8 @@ def run(cfg: DictConfig) -> float | None:
     L.seed_everything(cfg.seed, workers=True)
     check_backbone_weights(cfg)  # before any data work: a missing weights file is the cheapest error to report
     cohort = load_cohort(cfg)
+    # a run that chooses its checkpoint on the internal cohort needs one: refused here, before any fitting
+    ensure_ready(train_problems(cfg, cohort.splits, str(cohort.manifest_path)), str(cohort.manifest_path))
     datamodule = build_datamodule(cfg, cohort)
     model = build_model(cfg, datamodule)
     run = run_name(cfg)

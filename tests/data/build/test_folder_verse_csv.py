@@ -90,3 +90,23 @@ def test_pyradiomics_batch_csv_names_the_columns_to_add(spine_ct, tmp_path, asse
     frame = assert_valid(tmp_path / "out" / "manifest.csv", classes=["0", "1"])
     assert list(frame.mask_label) == list(table.Label) and set(frame.site) == {"A"}
     assert len(set(frame.case_id)) == len(frame)  # Label 31 of P0 -> P0_label31
+
+
+def test_new_patients_without_grades_build_a_manifest_to_score(spine_ct, tmp_path, capsys):
+    """`--new`: patients to score with a finished study (radfuse score) have no grade; without the flag an ROI
+    without a label is refused, since a study's manifest needs its classes."""
+    _folder_study(spine_ct, tmp_path / "new", patients=1)
+    out = tmp_path / "new" / "manifest.csv"
+    args = ["folder", str(tmp_path / "new"), "--out", str(out), "--masks", "vertebrae.nii.gz",
+            "--label-names", "totalseg", "--rois", *LUMBAR]
+    assert main(args) == 2 and "no label" in capsys.readouterr().err
+    assert main([*args, "--new"]) == 0
+    printed = capsys.readouterr()
+    assert "no label" not in printed.err and "radfuse.score" in printed.out
+    frame = pd.read_csv(out)
+    assert len(frame) == 5 and frame.label.isna().all()
+    pd.DataFrame([{"patient_id": "P0", "age": 71}]).to_csv(tmp_path / "new.csv", index=False)  # no label column
+    assert main([*args, "--new", "--grades", str(tmp_path / "new.csv")]) == 0, capsys.readouterr().err
+    frame = pd.read_csv(out)
+    assert len(frame) == 5 and frame.label.isna().all() and set(frame.age) == {71}
+    assert main([*args, "--grades", str(tmp_path / "new.csv")]) == 2  # a study's grades need their label column

@@ -12,6 +12,7 @@ from pathlib import Path
 from radfuse.data.build import common
 from radfuse.data.build.common import BuildError
 from radfuse.data.build.labels import LABEL_MAPS
+from radfuse.data.manifest import LABEL
 from radfuse.data.problems import errors
 
 SOURCES = ("folder", "totalseg", "verse", "pyradiomics", "dicom-seg", "rtstruct")
@@ -35,6 +36,9 @@ def parser() -> argparse.ArgumentParser:
                                                                      "header names none")
     p.add_argument("--mask-dir", type=Path, help="dicom-seg/rtstruct: where the NIfTI masks go (default: masks/ "
                                                  "beside the manifest)")
+    p.add_argument("--new", action="store_true", help="new patients to score with a finished study (radfuse score): "
+                                                     "no grades needed (--grades may hold their clinical "
+                                                     "values only), an ROI without a label is fine")
     p.add_argument("--folds", type=int, default=1, help="validate with this many CV folds (default 1: not checked)")
     p.add_argument("--modality", default="ct", choices=("ct", "other"), help="validator modality (default ct)")
     return p
@@ -75,18 +79,23 @@ def main(argv: list[str] | None = None) -> int:
     try:
         build = collect(args)
         if args.grades is not None:
-            common.join_grades(build, args.grades, args.grade_patient, args.grade_roi or None, args.grade_label)
+            common.join_grades(build, args.grades, args.grade_patient, args.grade_roi or None, args.grade_label,
+                               require_label=not args.new)
         frame = common.write_manifest(build, args.out)
     except BuildError as err:
         print(f"[radfuse] error: {err}", file=sys.stderr)
         return 2
     print(common.report(build, frame, args.out))
-    problems = common.validate_written(args.out, n_folds=args.folds, modality=args.modality)
+    problems = common.validate_written(args.out, n_folds=0 if args.new else args.folds, modality=args.modality)
+    if args.new:  # cases to score: their class is what the study predicts
+        problems = [p for p in problems if not (p.column == LABEL and p.message == "no label")]
     for problem in problems:
         print(problem, file=sys.stderr)
     failed = errors(problems)
+    after = (f"python -m radfuse.score {args.out} --study RUN_DIR --out DIR" if args.new else
+             f"python -m radfuse.init STUDY_DIR --manifest {args.out}")
     print(f"validated {args.out}: {len(failed)} error(s), {len(problems) - len(failed)} warning(s)"
-          + ("" if failed else f": valid. Next: python -m radfuse.init STUDY_DIR --manifest {args.out}"))
+          + ("" if failed else f": valid. Next: {after}"))
     return 2 if failed else 0
 
 

@@ -130,11 +130,14 @@ def read_table(path: str | Path) -> pd.DataFrame:
 
 
 def join_grades(build: Build, grades: str | Path, patient_column: str = PATIENT_ID, roi_column: str | None = ROI,
-                label_column: str = LABEL) -> None:
+                label_column: str = LABEL, require_label: bool = True) -> None:
     """Give each ROI its class from `grades` (by patient and ROI name, or by patient alone when the file has no ROI
     column); other columns of the file (age, sex, site, cohort) travel with it. ROIs without a grade are skipped,
-    grades that match no ROI are reported."""
+    grades that match no ROI are reported. `require_label=False` (new patients to score): the file holds their
+    clinical values, a label column is optional, an empty label is kept empty."""
     table = read_table(grades)
+    if not require_label and label_column not in table.columns:
+        table[label_column] = ""
     for column in (patient_column, label_column):
         if column not in table.columns:
             raise BuildError(f"grades file {grades} has no {column!r} column (it has {list(table.columns)}): name "
@@ -156,13 +159,14 @@ def join_grades(build: Build, grades: str | Path, patient_column: str = PATIENT_
     for roi in build.rois:
         key = _key((roi.patient_id,) + ((roi.roi,) if by_roi else ()))
         row = lookup.get(key)
-        if row is None or not str(row[label_column]).strip():
+        if row is None or (require_label and not str(row[label_column]).strip()):
             build.skip(roi.case_id, grades, f"no grade for patient {roi.patient_id}"
                        + (f", ROI {roi.roi}" if by_roi else "") + f" in {Path(grades).name}")
             continue
         used.add(key)
         roi.extra.update({c: row[c] for c in carried})
-        roi.extra[LABEL] = str(row[label_column]).strip()
+        label = row[label_column]
+        roi.extra[LABEL] = "" if pd.isna(label) else str(label).strip()
         kept.append(roi)
     for key in sorted(lookup.keys() - used):
         build.skip(shown[key], grades, "this grade matched no ROI found in the source (check the patient id and "
