@@ -71,8 +71,10 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             raise TypeError(f"{type(self).__name__} takes no storage_options")
         from radfuse.artifacts import atomic_path
 
-        with atomic_path(path) as tmp:
-            torch.save(checkpoint, tmp)
+        # a file object, not the path: torch.save names the archive inside after the file it is given, and the
+        # random temporary name would make two identical runs' checkpoints differ in bytes
+        with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+            torch.save(checkpoint, handle)
 
 
 class LastEpochCheckpoint(L.Callback):
