@@ -266,3 +266,49 @@ def test_train_killed_at_random_points_and_while_writing_checkpoints_reruns_to_t
     resumed_equal = all(torch.equal(t, second[k]) for k, t in first.items())
     print(f"train kill trials (uninterrupted run {seconds:.1f} s):", trials, "files not byte-identical after the "
           f"rerun:", differ, "resumed run's final weights equal the uninterrupted run's:", resumed_equal)
+
+
+# ------------------------------------------------------------------------------------------------ score
+@pytest.mark.slow
+def test_score_killed_at_random_points_gives_the_uninterrupted_predictions(tmp_path):
+    from tests.stages.score_study import held_out_manifest, make_study
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        run_dir = make_study(tmp_path / "study_folder")
+    finally:
+        torch.set_num_threads(previous)
+    splits = json.loads((tmp_path / "study_folder" / "study" / "splits.json").read_text())
+    manifest = tmp_path / "new" / "manifest.csv"
+    held_out_manifest(tmp_path / "study_folder" / "cohort" / "manifest.csv", manifest, splits=splits,
+                      cohorts=("train", "internal", "external"))
+    clean, broken = tmp_path / "clean", tmp_path / "broken"
+
+    def command(out: Path) -> list[str]:
+        return [sys.executable, "-m", "radfuse.score", str(manifest), "--study", str(run_dir), "--out", str(out)]
+
+    seconds = _finish(command(clean))
+    assert _check_folder(clean)
+    rng = random.Random(3)
+    trials = []
+    for _ in range(3):
+        delay = rng.uniform(0.5, 1.0) * seconds  # the first half is mostly imports
+        running = _kill_after(command(broken), delay)
+        complete = _check_folder(broken)
+        if not complete and (broken / "predictions.csv").is_file():  # from a rerun that died before its marker
+            _load(broken / "predictions.csv")
+        trials.append((round(delay, 1), "running" if running else "ended", "complete" if complete else "no marker"))
+    before = _stamps(broken / "cache", "**/*") if (broken / "cache").is_dir() else {}
+    _finish(command(broken))
+    assert _check_folder(broken) and not artifacts.temporary_files(broken)
+    after = _stamps(broken / "cache", "**/*")
+    reused = sum(after.get(name) == stamp for name, stamp in before.items())
+    assert reused == len(before)  # every cached ROI and deep batch finished before a kill is reused
+
+    assert sorted(artifacts.read_marker(broken)["files"]) == sorted(artifacts.read_marker(clean)["files"])
+    for name in ("predictions.csv", "predictions.parquet", "provenance.json", "extract/rad/radiomics.parquet",
+                 "extract/deep/deep_crossfit.parquet"):
+        assert (broken / name).read_bytes() == (clean / name).read_bytes(), name
+    print(f"score kill trials (s before kill -9 of {seconds:.1f}, running, marker):", trials,
+          f"cache files reused {reused} of {len(after)}")
