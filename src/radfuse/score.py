@@ -6,7 +6,9 @@ mean of its fold CNNs for cross-fitted scores, its checkpoint for embeddings), j
 scored with the study's fitted pipelines. DIR/predictions.csv (and .parquet) holds, per case and feature set, the
 winner's probabilities, the predicted class, the rad-score and the warnings a reader of one prediction needs:
 feature values outside the training range, an unseen site and the ComBat policy used, missing clinical values and
-what filled them. Nothing is written into the study's folders.
+what filled them. Nothing is written into the study's folders. DIR is a run folder (docs/runs.md): one scoring holds
+it at a time (DIR/.lock), DIR/provenance.json hashes what it read, DIR/COMPLETE.json is written last, and a rerun
+after a kill reuses DIR/cache/.
 """
 
 from __future__ import annotations
