@@ -61,6 +61,21 @@ def _kill_after(command: list[str], delay: float) -> bool:
     return running
 
 
+def _kill_when(command: list[str], ready, timeout: float = 600.0) -> bool:
+    """Start `command`, `kill -9` its process group as soon as `ready()` holds (polled every 20 ms); whether it was
+    still running then."""
+    child = subprocess.Popen(command, cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             start_new_session=True)
+    deadline = time.monotonic() + timeout
+    while child.poll() is None and not ready() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    running = child.poll() is None
+    if running:
+        os.killpg(child.pid, signal.SIGKILL)
+    child.wait()
+    return running
+
+
 def _killed_by_hook(command: list[str], n: int) -> str:
     """Run `command` under kill_hooks.py, which SIGKILLs it halfway through writing its n-th checkpoint file."""
     hooked = [sys.executable, str(Path(__file__).with_name("kill_hooks.py")), *command[1:]]
@@ -164,16 +179,28 @@ def test_prepare_killed_at_random_points_gives_the_uninterrupted_split_and_crop_
     seconds = _finish(command(clean))
     rng = random.Random(11)
     trials = []
-    for _ in range(3):
-        delay = rng.uniform(0.5, 1.0) * seconds  # the first half is mostly imports
-        running = _kill_after(command(broken), delay)
+
+    def cached() -> int:
+        return len(list((broken / "cache").rglob("*.pt"))) if (broken / "cache").is_dir() else 0
+
+    # one kill at a random time (imports, validation, split), two while the crop cache fills: as soon as it holds
+    # a random number of entries (the cache fill takes a second or two of the run)
+    targets = sorted(rng.sample(range(2, 23), 2))
+    for point in ["time", *targets]:
+        if point == "time":
+            delay = rng.uniform(0.3, 0.7) * seconds
+            running = _kill_after(command(broken), delay)
+            point = f"{delay:.1f} s"
+        else:
+            running = _kill_when(command(broken), lambda n=point: cached() >= n)
+            point = f"{point} cache entries"
         entries = sorted((broken / "cache").rglob("*.pt")) if (broken / "cache").is_dir() else []
         for entry in entries:  # every crop cache entry present is whole
             _load(entry)
         assert not [p for p in (broken / "cache").rglob("*.tmp") if not p.name.startswith(".")] if entries else True
         if (broken / "splits.json").is_file():
             assert (broken / "splits.json").read_bytes() == (clean / "splits.json").read_bytes()
-        trials.append((round(delay, 1), running, len(entries)))
+        trials.append((point, "running" if running else "ended", len(entries)))
     before = _stamps(broken / "cache", "**/*.pt") if (broken / "cache").is_dir() else {}
     _finish(command(broken))
     after = _stamps(broken / "cache", "**/*.pt")
@@ -186,7 +213,7 @@ def test_prepare_killed_at_random_points_gives_the_uninterrupted_split_and_crop_
     for name in expected:  # byte-identical crops (the entries hold no path of the output folder)
         assert (broken / "cache" / name).read_bytes() == (clean / "cache" / name).read_bytes(), name
     assert (broken / "prepare" / "provenance.json").read_bytes() == (clean / "prepare" / "provenance.json").read_bytes()
-    print(f"prepare kill trials (s before kill -9 of {seconds:.1f}, running, cache entries then):", trials,
+    print(f"prepare kill trials (kill -9 point, uninterrupted {seconds:.1f} s; running; cache entries then):", trials,
           f"reused {reused} of {len(expected)} entries")
 
 
@@ -292,13 +319,33 @@ def test_score_killed_at_random_points_gives_the_uninterrupted_predictions(tmp_p
     assert _check_folder(clean)
     rng = random.Random(3)
     trials = []
-    for _ in range(3):
-        delay = rng.uniform(0.5, 1.0) * seconds  # the first half is mostly imports
-        running = _kill_after(command(broken), delay)
+
+    def count(pattern: str) -> int:
+        return sum(p.is_file() for p in broken.glob(pattern))
+
+    # a random time, then points of the work: a random number of ROIs' radiomics cached, the first deep batch
+    # cached, and right after predictions.csv is written (before predictions.parquet and the marker)
+    def written_since(name: str, since: float) -> bool:
+        path = broken / name
+        return path.is_file() and path.stat().st_mtime >= since
+
+    n_radiomics = rng.randint(3, 20)
+    points = [("time", None),
+              (f"{n_radiomics} ROIs' radiomics cached", lambda: count("cache/radiomics/**/*") >= n_radiomics),
+              ("first deep batch cached", lambda: count("cache/deep/**/*.parquet") >= 1),
+              ("predictions.csv written", lambda: written_since("predictions.csv", started))]
+    for point, ready in points:
+        started = time.time()
+        if ready is None:
+            delay = rng.uniform(0.3, 0.7) * seconds
+            running = _kill_after(command(broken), delay)
+            point = f"{delay:.1f} s"
+        else:
+            running = _kill_when(command(broken), ready)
         complete = _check_folder(broken)
         if not complete and (broken / "predictions.csv").is_file():  # from a rerun that died before its marker
             _load(broken / "predictions.csv")
-        trials.append((round(delay, 1), "running" if running else "ended", "complete" if complete else "no marker"))
+        trials.append((point, "running" if running else "ended", "complete" if complete else "no marker"))
     before = _stamps(broken / "cache", "**/*") if (broken / "cache").is_dir() else {}
     _finish(command(broken))
     assert _check_folder(broken) and not artifacts.temporary_files(broken)
@@ -310,5 +357,5 @@ def test_score_killed_at_random_points_gives_the_uninterrupted_predictions(tmp_p
     for name in ("predictions.csv", "predictions.parquet", "provenance.json", "extract/rad/radiomics.parquet",
                  "extract/deep/deep_crossfit.parquet"):
         assert (broken / name).read_bytes() == (clean / name).read_bytes(), name
-    print(f"score kill trials (s before kill -9 of {seconds:.1f}, running, marker):", trials,
+    print(f"score kill trials (kill -9 point, uninterrupted {seconds:.1f} s; running; marker):", trials,
           f"cache files reused {reused} of {len(after)}")
