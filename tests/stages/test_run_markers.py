@@ -122,6 +122,21 @@ def _cohort_with_tables(folder: Path, complete: bool = True) -> tuple[Path, Path
     return manifest, folder / "out"
 
 
+def test_fuse_provenance_pins_the_extract_runs_and_the_grad_cam_checkpoint(tmp_path):
+    from types import SimpleNamespace
+
+    from radfuse.stages.fuse import fuse_inputs
+
+    manifest, out = _cohort_with_tables(tmp_path)
+    extract = out / "extract" / "default"
+    artifacts.write_provenance(extract, {"manifest": manifest})
+    inputs = fuse_inputs(_fuse_cfg(manifest, out, "report.train_run=r18"), SimpleNamespace(manifest_path=manifest))
+    assert Path(inputs["rad_extract_provenance"]) == extract / "provenance.json"  # it hashes the deep checkpoints
+    assert Path(inputs["deep_extract_provenance"]) == extract / "provenance.json"
+    assert Path(inputs["gradcam_checkpoint"]) == out / "train" / "r18" / "best.ckpt"
+    assert {"manifest", "splits", "rad", "deep", "icc_table", "icc_intra_table"} <= set(inputs)
+
+
 def test_fuse_refuses_an_extract_folder_without_its_marker(tmp_path):
     from radfuse.stages import fuse
 
