@@ -199,6 +199,7 @@ RERUN_FIXES = {
     "train": "rerun that train run (python train.py run={run} ...), or resume it with ckpt_path=last",
     "extract": "rerun that extract run (python extract.py run={run} ...)",
     "fuse": "rerun that fuse run (python fuse.py run={run} ...)",
+    "score": "rerun that scoring (radfuse score NEW_MANIFEST --study RUN_DIR --out {folder})",
 }
 
 
@@ -207,26 +208,41 @@ class RunIncomplete(RuntimeError):
 
 
 def start_run(folder: str | Path) -> None:
-    """Before a (re)run writes anything: remove the folder's completion marker."""
-    (Path(folder) / COMPLETE_FILE).unlink(missing_ok=True)
+    """Before a (re)run writes anything (its run lock held): remove the folder's completion marker, and the
+    temporary files a killed run left behind (`.<name>.<random>.tmp` of `atomic_path`; no reader takes them, but
+    they would pile up)."""
+    folder = Path(folder)
+    (folder / COMPLETE_FILE).unlink(missing_ok=True)
+    for leftover in temporary_files(folder):
+        leftover.unlink(missing_ok=True)
 
 
-def run_files(folder: str | Path) -> list[str]:
-    """Relative paths (posix) of the files a run folder holds, sorted; hidden files and logger folders left out."""
+def temporary_files(folder: str | Path) -> list[Path]:
+    """Temporary files of atomic writes (`.<name>...tmp`) anywhere under `folder` (logger folders aside)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.rglob(".*.tmp") if p.is_file()
+                  and not any(part in MARKER_SKIP for part in p.relative_to(folder).parts))
+
+
+def run_files(folder: str | Path, skip: tuple[str, ...] = ()) -> list[str]:
+    """Relative paths (posix) of the files a run folder holds, sorted; hidden files, logger folders and the
+    top-level entries named in `skip` (e.g. a cache) left out."""
     folder = Path(folder)
     found = []
     for path in folder.rglob("*"):
         parts = path.relative_to(folder).parts
         if path.is_file() and not any(p.startswith(".") or p in MARKER_SKIP for p in parts) \
-                and parts != (COMPLETE_FILE,):
+                and parts != (COMPLETE_FILE,) and parts[0] not in skip:
             found.append(path.relative_to(folder).as_posix())
     return sorted(found)
 
 
-def mark_complete(folder: str | Path, stage: str) -> Path:
+def mark_complete(folder: str | Path, stage: str, skip: tuple[str, ...] = ()) -> Path:
     """Write `COMPLETE.json` (the run's files and their hashes): the last write of a run."""
     folder = Path(folder)
-    files = {name: file_sha256(folder / name) for name in run_files(folder)}
+    files = {name: file_sha256(folder / name) for name in run_files(folder, skip)}
     return write_json(folder / COMPLETE_FILE, {"stage": stage, "files": files})
 
 
@@ -242,7 +258,7 @@ def require_complete(folder: str | Path, stage: str, files: tuple[str | Path, ..
     """The marker of a finished `stage` run in `folder`; refuse a folder without one, or whose `files` (names
     inside the folder) differ from what the marker recorded."""
     folder = Path(folder)
-    fix = RERUN_FIXES[stage].format(run=folder.name)
+    fix = RERUN_FIXES[stage].format(run=folder.name, folder=folder)
     marker = read_marker(folder)
     if marker is None:
         raise RunIncomplete(

@@ -6,7 +6,9 @@ mean of its fold CNNs for cross-fitted scores, its checkpoint for embeddings), j
 scored with the study's fitted pipelines. DIR/predictions.csv (and .parquet) holds, per case and feature set, the
 winner's probabilities, the predicted class, the rad-score and the warnings a reader of one prediction needs:
 feature values outside the training range, an unseen site and the ComBat policy used, missing clinical values and
-what filled them. Nothing is written into the study's folders.
+what filled them. Nothing is written into the study's folders. DIR is a run folder (docs/runs.md): one scoring holds
+it at a time (DIR/.lock), DIR/provenance.json hashes what it read, DIR/COMPLETE.json is written last, and a rerun
+after a kill reuses DIR/cache/.
 """
 
 from __future__ import annotations
@@ -31,8 +33,10 @@ from radfuse.export import RADIOMICS_PARAMS_FILE, Study, StudyError, combat_step
 from radfuse.fuse.design import CLINICAL_BLOCK, META_PREFIX, block_table, design_frame
 from radfuse.fuse.radscore import rad_score, radscore_columns
 from radfuse.predict import model_input
+from radfuse.run_lock import RunFolderLocked, run_lock
 
 PREDICTIONS_CSV, PREDICTIONS_PARQUET = "predictions.csv", "predictions.parquet"
+SCORE_CACHE = "cache"  # out/cache: radiomics per ROI and deep batches, reused by a rerun; not in COMPLETE.json
 NEW_COHORT = "new"
 TOP_OUT_OF_RANGE = 3
 
@@ -88,14 +92,21 @@ def check_out_folder(out: Path, study: Study) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ extract
-def extract_tables(study: Study, frame: pd.DataFrame, path: Path, out: Path) -> dict[str, pd.DataFrame]:
-    """Every block's feature table for the new cases, made as the study made its own, under out/extract/<block>/."""
+def extract_tables(study: Study, frame: pd.DataFrame, path: Path, out: Path,
+                   inputs: dict[str, Path] | None = None) -> dict[str, pd.DataFrame]:
+    """Every block's feature table for the new cases, made as the study made its own, under out/extract/<block>/.
+    `inputs` gets, per block, the study's files each table was made from (for provenance.json): the radiomics
+    params, the fold CNN checkpoints and the study's splits.json (cross-fit), the checkpoint or weights file."""
     tables = {}
     for source in study.sources:
+        read: dict[str, Path] = {}
         if source.kind == "radiomics":
             table_path = _radiomics(study, source, frame, out)
+            read["radiomics_params"] = source.extract_dir / RADIOMICS_PARAMS_FILE
         else:
-            table_path = _deep(study, source, frame, path, out)
+            table_path = _deep(study, source, frame, path, out, read)
+        if inputs is not None:
+            inputs.update({f"{source.block}/{name}": Path(file) for name, file in read.items()})
         tables[source.block] = block_table(pd.read_parquet(table_path), source.block, table_path)
     return tables
 
@@ -112,8 +123,8 @@ def _radiomics(study: Study, source, frame: pd.DataFrame, out: Path) -> Path:
     options = ExtractOptions(crop=bool(cfg.extract.crop), fast_kernels=bool(fast),
                              resample_masks=bool(cfg.data.get("resample_masks", False)))
     print(f"[radfuse] score: radiomics of {len(frame)} ROI(s) with the study's params -> {folder}", flush=True)
-    result = extract_radiomics(rois_from_manifest(frame, second_reader_cases=set()), params, out / "cache" / "radiomics",
-                               folder, workers=1, options=options, progress=False,
+    result = extract_radiomics(rois_from_manifest(frame, second_reader_cases=set()), params,
+                               out / SCORE_CACHE / "radiomics", folder, workers=1, options=options, progress=False,
                                params_name=str(source.extract_dir / RADIOMICS_PARAMS_FILE),
                                refuse_few_grey_levels=False)
     if len(result.failures):
@@ -122,7 +133,7 @@ def _radiomics(study: Study, source, frame: pd.DataFrame, out: Path) -> Path:
     return folder / artifacts.RADIOMICS_TABLE
 
 
-def _deep(study: Study, source, frame: pd.DataFrame, path: Path, out: Path) -> Path:
+def _deep(study: Study, source, frame: pd.DataFrame, path: Path, out: Path, read: dict | None = None) -> Path:
     """Cross-fitted scores (the mean of the study's fold CNNs) or embeddings of its checkpoint, by the extract
     stage's own functions on a config derived from the study's extract config."""
     from radfuse.data.splits import Splits
@@ -131,7 +142,7 @@ def _deep(study: Study, source, frame: pd.DataFrame, path: Path, out: Path) -> P
 
     cfg = copy.deepcopy(source.extract_cfg)
     OmegaConf.set_struct(cfg, False)
-    cfg.paths.out, cfg.paths.cache, cfg.run = str(out), str(out / "cache"), source.block
+    cfg.paths.out, cfg.paths.cache, cfg.run = str(out), str(out / SCORE_CACHE), source.block
     cfg.data.manifest = str(path)
     # every new case is outside the study: no fold CNN saw it, each gets their mean
     cohorts = {str(p): NEW_COHORT for p in frame[mf.PATIENT_ID].astype(str)}
@@ -140,13 +151,16 @@ def _deep(study: Study, source, frame: pd.DataFrame, path: Path, out: Path) -> P
     if source.kind == "crossfit":
         cfg.extract.deep.crossfit.train_out = str(study.train_out(source))
         print(f"[radfuse] score: cross-fitted CNN scores (mean of the study's fold CNNs) -> {folder}", flush=True)
-        return run_crossfit(cfg, cohort)
+        table = run_crossfit(cfg, cohort, read)
+        if read is not None:  # crossfit_<run> -> each fold CNN's checkpoint; the folds come from splits.json
+            read["splits"] = artifacts.splits_path(study.train_out(source))
+        return table
     deep = cfg.extract.deep
     if deep.source == "checkpoint":
         deep.checkpoint = str(study._path(deep.checkpoint) if deep.checkpoint else artifacts.train_dir(
             study._path(source.extract_cfg.paths.out), deep.train_run) / str(deep.checkpoint_file))
     print(f"[radfuse] score: deep embeddings ({deep.source}, layer {deep.layer}) -> {folder}", flush=True)
-    return run_deep(cfg, folder, cohort)
+    return run_deep(cfg, folder, cohort, read)
 
 
 # ------------------------------------------------------------------------------------------------ predict
@@ -282,7 +296,17 @@ def score_manifest(manifest: str | Path, study_dir: str | Path, out: str | Path)
     data = study.fuse_cfg.data
     frame = validate_new(read_new_manifest(path), study, path, str(data.get("modality", "ct")),
                          bool(data.get("resample_masks", False)))
-    tables = extract_tables(study, frame, path, out)
+    with run_lock(out):  # one scoring per folder at a time; checked before, so a refused input writes nothing
+        artifacts.start_run(out)  # a killed (re)scoring is never taken for a finished one
+        scored = _score(study, frame, path, out)
+        artifacts.mark_complete(out, "score", skip=(SCORE_CACHE,))
+    return scored
+
+
+def _score(study: Study, frame: pd.DataFrame, path: Path, out: Path) -> pd.DataFrame:
+    inputs: dict[str, Path] = {"manifest": path, "model": study.model_path,
+                               "study_provenance": study.run_dir / artifacts.PROVENANCE_FILE}
+    tables = extract_tables(study, frame, path, out, inputs)
     design = build_design(study, frame, tables)
     unscored = sorted(set(frame[mf.CASE_ID].astype(str)) - set(design.X.index))
     if unscored:
@@ -295,7 +319,7 @@ def score_manifest(manifest: str | Path, study_dir: str | Path, out: str | Path)
     scored.insert(3, mf.LABEL, scored[KEY_COLUMN].map(labels))
     artifacts.write_csv(out / PREDICTIONS_CSV, scored)
     artifacts.write_parquet(out / PREDICTIONS_PARQUET, scored)
-    artifacts.write_provenance(out, {"manifest": path, "model": study.model_path})
+    artifacts.write_provenance(out, inputs)
     return scored
 
 
@@ -308,7 +332,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         scored = score_manifest(args.manifest, args.study, args.out)
-    except (ScoreError, StudyError, ManifestError, ManifestInvalid, FileNotFoundError, ValueError) as err:
+    except (ScoreError, StudyError, ManifestError, ManifestInvalid, FileNotFoundError, ValueError,
+            RunFolderLocked) as err:
         print(f"[radfuse] error: {err}", file=sys.stderr)
         return 2
     warned = scored.loc[scored["warnings"] != "", KEY_COLUMN].nunique()

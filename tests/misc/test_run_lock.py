@@ -146,3 +146,23 @@ def test_a_takeover_removes_only_the_lock_it_found_stale(tmp_path):
     guard.write_text("12345")  # another run is taking it over right now
     _break_stale(lock, lock.read_text())
     assert lock.exists() and guard.exists()
+
+
+@pytest.mark.parametrize("script, stage", [("extract.py", "extract"), ("fuse.py", "fuse")])
+def test_a_stage_run_on_a_folder_another_run_holds_stops_before_writing(tmp_path, script, stage):
+    """Two runs on one output folder: the second stage run stops with exit code 2 naming the holder, and writes
+    nothing (the lock is taken before the manifest is even read, so a bogus one is never reached)."""
+    folder = tmp_path / "out" / stage / "default"
+    holder = subprocess.Popen([sys.executable, "-c", CONTENDER, str(folder), "0", "120"], env=ENV,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "won"
+        done = subprocess.run([sys.executable, script, f"paths.out={tmp_path / 'out'}",
+                               f"data.manifest={tmp_path / 'no_manifest.csv'}"], cwd=ROOT, env=ENV,
+                              capture_output=True, text=True, encoding="utf-8", errors="replace", timeout=300)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert f"run folder {folder} is in use by another run: pid {holder.pid}" in done.stderr
+    assert [p.name for p in folder.iterdir()] == [LOCK_NAME]  # the holder's (stale now), nothing of the second run

@@ -80,6 +80,26 @@ def test_extract_refuses_the_checkpoint_of_a_train_run_killed_before_its_end(tra
     assert not (tmp_path / "extract").exists()
 
 
+def test_cam_overlays_record_what_they_read_and_only_from_a_finished_run(train_run, tmp_path, capsys):
+    from radfuse.models.cam import main as cam_main
+
+    manifest, out, run_dir = train_run
+    case = f"{SECRET}000"
+    assert cam_main([str(run_dir), "--cases", case, "--out", str(tmp_path / "cam")]) == 0
+    assert [p.suffix for p in sorted((tmp_path / "cam").iterdir())] == [".png", ".json"]
+    inputs = json.loads((tmp_path / "cam" / "provenance.json").read_text())["inputs"]
+    assert inputs == {"checkpoint": artifacts.file_sha256(run_dir / "best.ckpt"),
+                      "train_config": artifacts.file_sha256(run_dir / "config.yaml"),
+                      "manifest": artifacts.file_sha256(manifest), "splits": artifacts.file_sha256(out / "splits.json")}
+
+    killed = out / "train" / "killed_cam"
+    shutil.copytree(run_dir, killed)
+    (killed / COMPLETE_FILE).unlink()
+    assert cam_main([str(killed), "--cases", case, "--out", str(tmp_path / "refused")]) == 2
+    assert f"{killed} has no {COMPLETE_FILE}" in capsys.readouterr().err
+    assert not (tmp_path / "refused").exists()
+
+
 # ------------------------------------------------------------------------------------------------ fuse
 def _fuse_cfg(manifest: Path, out: Path, *extra: str):
     from tests.fuse.test_stage import _cfg
@@ -100,6 +120,21 @@ def _cohort_with_tables(folder: Path, complete: bool = True) -> tuple[Path, Path
     if complete:
         artifacts.mark_complete(extract, "extract")
     return manifest, folder / "out"
+
+
+def test_fuse_provenance_pins_the_extract_runs_and_the_grad_cam_checkpoint(tmp_path):
+    from types import SimpleNamespace
+
+    from radfuse.stages.fuse import fuse_inputs
+
+    manifest, out = _cohort_with_tables(tmp_path)
+    extract = out / "extract" / "default"
+    artifacts.write_provenance(extract, {"manifest": manifest})
+    inputs = fuse_inputs(_fuse_cfg(manifest, out, "report.train_run=r18"), SimpleNamespace(manifest_path=manifest))
+    assert Path(inputs["rad_extract_provenance"]) == extract / "provenance.json"  # it hashes the deep checkpoints
+    assert Path(inputs["deep_extract_provenance"]) == extract / "provenance.json"
+    assert Path(inputs["gradcam_checkpoint"]) == out / "train" / "r18" / "best.ckpt"
+    assert {"manifest", "splits", "rad", "deep", "icc_table", "icc_intra_table"} <= set(inputs)
 
 
 def test_fuse_refuses_an_extract_folder_without_its_marker(tmp_path):

@@ -210,3 +210,52 @@ def test_predict_writes_beside_the_caller_not_into_the_model_folder(study, tmp_p
     assert predict_main([str(study["run_dir"]), str(tmp_path / "rois.parquet")]) == 0
     assert _snapshot(study["run_dir"]) == before
     assert (tmp_path / "predictions_rois.parquet").is_file()
+
+
+@pytest.mark.slow
+def test_scoring_is_marked_complete_and_hashes_what_it_read(study, tmp_path):
+    from radfuse import artifacts
+
+    held_out_manifest(study["manifest"], tmp_path / "new" / "manifest.csv", splits=study["splits"])
+    out = tmp_path / "scored"
+    score_manifest(tmp_path / "new" / "manifest.csv", study["run_dir"], out)
+    marker = json.loads((out / "COMPLETE.json").read_text())
+    assert marker["stage"] == "score"
+    assert {"predictions.csv", "predictions.parquet", "provenance.json", "extract/rad/radiomics.parquet",
+            "extract/deep/deep_crossfit.parquet"} <= set(marker["files"])
+    assert not [name for name in marker["files"] if name.startswith("cache/") or "/." in name or name[0] == "."]
+    assert all(artifacts.file_sha256(out / name) == digest for name, digest in marker["files"].items())
+    root, run_dir = study["folder"] / "study", study["run_dir"]
+    read = {"manifest": tmp_path / "new" / "manifest.csv", "model": run_dir / "model.joblib",
+            "study_provenance": run_dir / "provenance.json",
+            "rad/radiomics_params": root / "extract" / "default" / "radiomics_params.json",
+            "deep/crossfit_cv0": root / "train" / "cv0" / "last.ckpt",
+            "deep/crossfit_cv1": root / "train" / "cv1" / "last.ckpt", "deep/splits": root / "splits.json"}
+    inputs = json.loads((out / "provenance.json").read_text())["inputs"]
+    assert inputs == {name: artifacts.file_sha256(path) for name, path in read.items()}
+
+
+@pytest.mark.slow
+def test_a_second_scoring_into_a_folder_in_use_is_refused_and_a_dead_ones_lock_taken_over(study, tmp_path, capsys):
+    import socket
+    import subprocess
+    import sys
+
+    from tests.misc.test_run_lock import CONTENDER, ENV
+
+    manifest = tmp_path / "new" / "manifest.csv"
+    held_out_manifest(study["manifest"], manifest, splits=study["splits"])
+    out = tmp_path / "scored"
+    holder = subprocess.Popen([sys.executable, "-c", CONTENDER, str(out), "0", "120"], env=ENV,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "won"
+        assert cli(["score", str(manifest), "--study", str(study["run_dir"]), "--out", str(out)]) == 2
+        error = capsys.readouterr().err
+        assert f"run folder {out} is in use by another run: pid {holder.pid} on {socket.gethostname()}" in error
+        assert [p.name for p in out.iterdir()] == [".lock"]  # the refused run wrote nothing
+    finally:
+        holder.kill()
+        holder.wait()
+    assert cli(["score", str(manifest), "--study", str(study["run_dir"]), "--out", str(out)]) == 0
+    assert (out / "COMPLETE.json").is_file() and not (out / ".lock").exists()

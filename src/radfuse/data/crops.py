@@ -270,9 +270,12 @@ class CropCacheDataset(PersistentDataset):
         fd, tmp = tempfile.mkstemp(prefix=f".{entry.name}.", suffix=".tmp", dir=entry.parent)
         os.close(fd)
         try:
-            torch.save(convert_to_tensor(item, convert_numeric=False, track_meta=self.track_meta), tmp,
-                       pickle_module=look_up_option(self.pickle_module, SUPPORTED_PICKLE_MOD),
-                       pickle_protocol=self.pickle_protocol)
+            # through a file object: torch.save to a path names the archive inside after the (random) temporary
+            # file, so two runs' entries would differ in bytes; a file object gives the fixed name "archive"
+            with open(tmp, "wb") as handle:
+                torch.save(convert_to_tensor(item, convert_numeric=False, track_meta=self.track_meta), handle,
+                           pickle_module=look_up_option(self.pickle_module, SUPPORTED_PICKLE_MOD),
+                           pickle_protocol=self.pickle_protocol)
             os.replace(tmp, entry)  # concurrent writers (DDP ranks, loader workers) write identical items
         except PermissionError:  # a read-only cache: serve the item without caching it (as MONAI does)
             pass

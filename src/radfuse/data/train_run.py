@@ -66,9 +66,12 @@ class TrainRun:
             frame = expand_components(frame, out / "components", int(self.data.get("min_component_voxels", 10)))
         return frame
 
+    def splits_file(self) -> Path:
+        """The split the run trained on: `<paths.out>/splits.json` of its config."""
+        return splits_path((self.config.get("paths") or {}).get("out") or self.folder.parents[1])
+
     def splits(self) -> Splits:
-        out = (self.config.get("paths") or {}).get("out") or self.folder.parents[1]
-        return read_splits(splits_path(out))
+        return read_splits(self.splits_file())
 
     def datamodule(self, cases: list[str] | None = None):
         """The run's datamodule (no augmentation), optionally limited to some cases (KeyError names unknown ones)."""

@@ -1,9 +1,11 @@
 """Grad-CAM (Selvaraju et al. 2017) for any radfuse backbone and named layer, 2D and 3D, plus overlay PNGs.
 
 `grad_cam(model, images, layer)` returns one heat map per crop, at the crop's resolution, scaled to [0, 1].
-`crossfit_cams` maps each case with the CNN(s) that scored it under the cross-fit rule (radfuse.extract.crossfit),
-`single_cams` with one CNN; both give `radfuse.evaluate.gradcam.CamPanel`s for the report.
-Command line (writes `<run>/cam/<case_id>_<layer>.png`; 3D crops as three mid-slices):
+`crossfit_cams` maps each case with the CNN(s) that scored it under the cross-fit rule (radfuse.data.splits'
+`scoring_folds`), `single_cams` with one CNN; both give `radfuse.evaluate.gradcam.CamPanel`s for the report.
+Command line (writes `<run>/cam/<case_id>_<layer>.png`, 3D crops as three mid-slices, and `<run>/cam/provenance.json`
+with the sha256 of the checkpoint, the run's config.yaml, the manifest and splits.json it read; only from a finished
+train run, whose COMPLETE.json vouches for the checkpoint):
 
     python -m radfuse.models.cam RUN_FOLDER --cases CASE [CASE ...] [--layer layer4] [--checkpoint best.ckpt]
 """
@@ -11,6 +13,7 @@ Command line (writes `<run>/cam/<case_id>_<layer>.png`; 3D crops as three mid-sl
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
@@ -145,14 +148,37 @@ def overlays_for_run(run_dir: Path, cases: Sequence[str], layer: str | None, che
     return written
 
 
+def cam_inputs(run_dir: Path, checkpoint: str) -> dict[str, Path]:
+    """What overlays of a train run are made from, for provenance.json: the checkpoint, the run's config.yaml, and
+    the manifest and splits.json its datamodule is reopened from."""
+    from radfuse.artifacts import CONFIG_FILE
+    from radfuse.data.train_run import reopen_train_run
+
+    run = reopen_train_run(run_dir)
+    return {"checkpoint": Path(run_dir) / checkpoint, "train_config": Path(run_dir) / CONFIG_FILE,
+            "manifest": run.manifest_path(), "splits": run.splits_file()}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Grad-CAM overlay PNGs for chosen cases of a training run")
     parser.add_argument("run_dir", type=Path, help="a run folder <out>/train/<run>")
     parser.add_argument("--cases", nargs="+", required=True, help="case_id values of the manifest")
     parser.add_argument("--layer", default=None, help="layer1-layer4 (ResNet), stage2-stage4/conv5 (ShuffleNet)")
     parser.add_argument("--checkpoint", default="best.ckpt")
+    parser.add_argument("--out", type=Path, default=None, help="folder for the PNGs (default RUN_FOLDER/cam)")
     args = parser.parse_args(argv)
-    for path in overlays_for_run(args.run_dir, args.cases, args.layer, args.checkpoint):
+    from radfuse import artifacts
+
+    out_dir = args.out or args.run_dir / "cam"
+    try:
+        artifacts.require_complete(args.run_dir, "train", files=(args.checkpoint,))
+        inputs = cam_inputs(args.run_dir, args.checkpoint)
+        written = overlays_for_run(args.run_dir, args.cases, args.layer, args.checkpoint, out_dir=out_dir)
+    except (artifacts.RunIncomplete, FileNotFoundError, KeyError, ValueError) as err:
+        print(f"[radfuse] error: {err}", file=sys.stderr)
+        return 2
+    artifacts.write_provenance(out_dir, inputs)
+    for path in written:
         print(path)
     return 0
 

@@ -21,6 +21,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.fabric.plugins import TorchCheckpointIO
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 LAST_CHECKPOINT = "last.ckpt"
@@ -54,6 +55,26 @@ class RunFolderCheckpoint(ModelCheckpoint):
                     state[key] = str(here / state[key])
             state["best_k_models"] = {str(here / k): v for k, v in (state.get("best_k_models") or {}).items()}
         super().load_state_dict(state)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer, atomic on any file system: the bytes go to a hidden temporary file beside
+    the target (`.<name>.<random>.tmp`), which is then renamed onto it.
+
+    Lightning's own writer (`_atomic_save`) stages the file in the system temporary folder and moves it into
+    place; when that folder is on another file system (a /tmp on tmpfs, a scratch disk) the move is a copy into
+    the target itself, and a run killed during it leaves half a `best.ckpt`. The train stage passes this writer
+    to the Trainer (`plugins=[AtomicCheckpointIO()]`)."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} takes no storage_options")
+        from radfuse.artifacts import atomic_path
+
+        # a file object, not the path: torch.save names the archive inside after the file it is given, and the
+        # random temporary name would make two identical runs' checkpoints differ in bytes
+        with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+            torch.save(checkpoint, handle)
 
 
 class LastEpochCheckpoint(L.Callback):

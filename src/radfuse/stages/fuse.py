@@ -93,10 +93,19 @@ def _run(cfg: DictConfig) -> FusionResult:
 
 
 def fuse_inputs(cfg: DictConfig, cohort: Cohort) -> dict[str, Any]:
-    """What provenance.json hashes: manifest, split, every feature table and the ICC table."""
+    """What provenance.json hashes: manifest, split, every feature table and the ICC table; the provenance.json of
+    the extract run behind each table (which hashes the checkpoint or weights file the deep tables came from); and
+    the checkpoint the report's Grad-CAM overlays read."""
     inputs = {"manifest": cohort.manifest_path, "splits": artifacts.splits_path(cfg.paths.out), **dict(cfg.tables)}
-    if cfg.get("icc_table"):
-        inputs["icc_table"] = cfg.icc_table
+    for key in ("icc_table", "icc_intra_table"):
+        if cfg.get(key):
+            inputs[key] = cfg[key]
+    for block, table in dict(cfg.tables).items():
+        upstream = Path(table).parent / artifacts.PROVENANCE_FILE
+        if artifacts.is_run_folder(upstream.parent, "extract") and upstream.is_file():
+            inputs[f"{block}_extract_provenance"] = upstream
+    if cfg.report.enabled and cfg.report.get("train_run"):
+        inputs["gradcam_checkpoint"] = Path(cfg.paths.out) / "train" / str(cfg.report.train_run) / "best.ckpt"
     return inputs
 
 

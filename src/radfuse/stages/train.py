@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from radfuse import artifacts
 from radfuse.data.datamodule import RadfuseDataModule
-from radfuse.models.checkpoints import LAST_CHECKPOINT, checkpoint_epoch
+from radfuse.models.checkpoints import LAST_CHECKPOINT, AtomicCheckpointIO, checkpoint_epoch
 from radfuse.models.module import MONITOR, RadfuseClassifier
 from radfuse.models.weight_formats import WeightsError
 from radfuse.models.weights import load_weights
@@ -132,6 +132,13 @@ def build_callbacks(cfg: DictConfig, run_dir: Path) -> list[Any]:
     return callbacks
 
 
+def build_trainer(cfg: DictConfig, run_dir: Path, loggers: list[Any]) -> L.Trainer:
+    """The configured Trainer writing into `run_dir`; checkpoints are written atomically on any file system
+    (Lightning's own writer stages them in the system temporary folder and copies them across file systems)."""
+    return instantiate(cfg.trainer, logger=loggers, callbacks=build_callbacks(cfg, run_dir),
+                       default_root_dir=str(run_dir), plugins=[AtomicCheckpointIO()])
+
+
 def resolve_ckpt_path(cfg: DictConfig, run_dir: Path) -> str | None:
     if cfg.ckpt_path in (None, ""):
         return None
@@ -198,13 +205,14 @@ def run(cfg: DictConfig) -> float | None:
     run = run_name(cfg)
     run_dir = artifacts.train_dir(cfg.paths.out, run)
     loggers = build_loggers(cfg, run_dir, run)
-    trainer = instantiate(cfg.trainer, logger=loggers, callbacks=build_callbacks(cfg, run_dir),
-                          default_root_dir=str(run_dir))
+    trainer = build_trainer(cfg, run_dir, loggers)
     started = time.perf_counter()
     with _owning(run_dir):
         ckpt_path = resolve_ckpt_path(cfg, run_dir)
         if trainer.is_global_zero:
             artifacts.start_run(run_dir)  # a killed (re)run is never taken for a finished one
+            if ckpt_path is None:
+                clear_earlier_attempt(run_dir, loggers)
             save_run_config(cfg, run_dir, train_inputs(cfg, cohort, ckpt_path))
         try:
             trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
@@ -221,6 +229,24 @@ def run(cfg: DictConfig) -> float | None:
             log.info("run folder %s: best val macro AUC %s", run_dir, metrics["best_val_auc"])
             print(f"[radfuse] train: {run_dir} (best val macro AUC {metrics['best_val_auc']})", flush=True)
     return metrics["best_val_auc"]
+
+
+def clear_earlier_attempt(run_dir: Path, loggers: list[Any]) -> None:
+    """A run that starts from scratch (no ckpt_path) in a folder an earlier attempt wrote: remove that attempt's
+    checkpoints, metrics.json and CSV logs (its `logs/version_<n>/` would sit beside this run's, and fast_dev_run
+    writes no checkpoint, so old ones would pass for this run's). A W&B folder is kept (it may hold unsynced
+    offline runs); a resumed run (ckpt_path=last) keeps everything."""
+    import shutil
+
+    from lightning.pytorch.loggers import CSVLogger
+
+    for stale in [*run_dir.glob("*.ckpt"), run_dir / artifacts.METRICS_FILE]:
+        stale.unlink(missing_ok=True)
+    for logger in loggers:
+        folder = Path(logger.root_dir) if isinstance(logger, CSVLogger) else None
+        inside = folder is not None and run_dir.resolve() in folder.resolve().parents  # never the run folder
+        if inside and folder.is_dir():
+            shutil.rmtree(folder)
 
 
 def train_inputs(cfg: DictConfig, cohort: Cohort, ckpt_path: str | None) -> dict[str, Any]:
