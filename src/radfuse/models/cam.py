@@ -64,17 +64,17 @@ def mid_slices(volume: np.ndarray) -> list[np.ndarray]:
 
 def save_overlay(image: np.ndarray, heat: np.ndarray, path: str | Path, title: str = "") -> Path:
     """A grey crop (channel 0) with its heat map on top; 3D crops as three mid-slices."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     from radfuse.artifacts import atomic_path
 
     grey = image[0] if image.ndim in (3, 4) else image
     panels = mid_slices(grey) if grey.ndim == 3 else [grey]
     heats = mid_slices(heat) if heat.ndim == 3 else [heat]
-    fig, axes = plt.subplots(1, len(panels), figsize=(3 * len(panels), 3), squeeze=False)
+    fig = Figure(figsize=(3 * len(panels), 3))  # object API: no backend switch, nothing left in pyplot
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, len(panels), squeeze=False)
     for ax, panel, hot in zip(axes[0], panels, heats):
         ax.imshow(panel, cmap="gray")
         ax.imshow(hot, cmap="jet", alpha=0.4, vmin=0, vmax=1)
@@ -82,7 +82,6 @@ def save_overlay(image: np.ndarray, heat: np.ndarray, path: str | Path, title: s
     fig.suptitle(title, fontsize=9)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
-    plt.close(fig)
     return Path(path)
 
 
