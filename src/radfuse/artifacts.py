@@ -13,7 +13,7 @@ import json
 import os
 import platform
 import re
-import tempfile
+import secrets
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -81,21 +81,28 @@ KEY_COLUMN = "case_id"
 
 
 # ---------------------------------------------------------------------------------------------- atomic IO
-_UMASK = os.umask(0)
-os.umask(_UMASK)
+def _new_temporary(target: Path) -> Path:
+    """An empty, new file beside `target` with the permissions of any new file (0666 less the process's umask,
+    applied by the OS when the file is created: mkstemp's 0600 would make outputs private, and reading the
+    umask means setting it, process-wide)."""
+    for _ in range(100):
+        tmp = target.parent / f".{target.name}.{secrets.token_hex(6)}.tmp"
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            continue
+        return tmp
+    raise FileExistsError(f"no free temporary name beside {target}")
+
 
 @contextlib.contextmanager
 def atomic_path(target: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `target`; on success rename it onto `target`, on failure delete it."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = _new_temporary(target)
     try:
         yield tmp_path
-        if tmp_path.exists():  # mkstemp makes 0600 files; outputs get the usual permissions of new files
-            os.chmod(tmp_path, 0o666 & ~_UMASK)
         os.replace(tmp_path, target)
     finally:
         if tmp_path.exists():
