@@ -26,7 +26,7 @@ from typing import Any, Iterator, Mapping
 import SimpleITK as sitk
 from threadpoolctl import threadpool_limits
 
-from radfuse.extract._compat import install_scipy_compat
+from radfuse.extract._compat import scipy_shims_for
 from radfuse.extract.fast_glcm import vectorised_glcm
 from radfuse.extract.params import image_types, missing_outputs, quiet_pyradiomics, split_result
 from radfuse.extract.roi_cache import RoiCache
@@ -96,7 +96,7 @@ def extract_roi(image: str | Path | sitk.Image, mask: str | Path | sitk.Image, l
         settings = dict(params.get("setting") or {})
         image_node, mask_node, how = crop_to_roi(image_node, mask_node, int(label), settings, image_types(params))
     try:
-        with vectorised_glcm(fast):
+        with vectorised_glcm(fast), scipy_shims_for(image_types(params)):
             result = _extractor(json.dumps(params, sort_keys=True)).execute(image_node, mask_node, label=int(label))
     except (ValueError, RuntimeError, AssertionError) as error:
         raise RoiError(f"PyRadiomics rejected the ROI: {error}") from error
@@ -144,8 +144,6 @@ def _extractor(params_json: str):  # noqa: ANN202 - radiomics has no type hints
 
     params = json.loads(params_json)
     quiet_pyradiomics()
-    if "LBP3D" in image_types(params):  # LBP3D alone needs the SciPy shim; scipy.special is 0.3 s of imports
-        install_scipy_compat()
     return radfuse_extractor(params)
 
 
