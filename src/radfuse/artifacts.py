@@ -21,15 +21,10 @@ import pandas as pd
 
 # ---------------------------------------------------------------------------------------------- layout
 SPLITS_FILE = "splits.json"
-CACHE_DIR = "cache"
 
 
 def splits_path(out: str | Path) -> Path:
     return Path(out) / SPLITS_FILE
-
-
-def cache_dir(out: str | Path) -> Path:
-    return Path(out) / CACHE_DIR
 
 
 def train_dir(out: str | Path, run: str) -> Path:
@@ -62,6 +57,10 @@ def deep_tables_in(folder: str | Path) -> list[str]:
 CROSSFIT_TABLE = deep_table_name("crossfit")  # out-of-fold CNN scores (radfuse.extract.crossfit)
 DEEP_SOURCES_FILE = "deep_sources.json"  # per deep table: the checkpoint(s) it came from and what chose them
 
+# train run folder
+BEST_CHECKPOINT = "best.ckpt"  # the epoch of the best validation macro AUC (conf/callbacks: filename best)
+LAST_CHECKPOINT = "last.ckpt"  # the true last epoch (radfuse.models.checkpoints.LastEpochCheckpoint)
+
 
 RADIOMICS_TABLE = "radiomics.parquet"
 RADIOMICS_DIAGNOSTICS_TABLE = "radiomics_diagnostics.parquet"
@@ -69,11 +68,17 @@ ICC_TABLE = "icc.parquet"              # inter-observer: mask vs mask2 (another 
 ICC_INTRA_TABLE = "icc_intra.parquet"  # intra-observer: mask vs mask_repeat (the same reader again)
 GREY_LEVELS_TABLE = "grey_levels.csv"  # per image type: grey levels the ROIs get after discretisation
 FAILURES_TABLE = "failures.csv"
+RADIOMICS_PARAMS_FILE = "radiomics_params.json"  # the params the extract run used, as PyRadiomics read them
 PREDICTIONS_TABLE = "predictions.parquet"
 MODEL_FILE = "model.joblib"
 METRICS_FILE = "metrics.json"
 CONFIG_FILE = "config.yaml"
 PROVENANCE_FILE = "provenance.json"
+# fuse run folder (radfuse.evaluate writes the report's files)
+CV_RESULTS_FILE = "cv_results.csv"
+REPORT_FILE = "report.html"
+DELONG_TABLE = "delong.csv"
+SHAP_TABLE = "shap_values.parquet"
 
 DEEP_PREFIX = "deep__"
 RAD_PREFIX = "rad__"

@@ -46,3 +46,30 @@ def test_files_follow_the_umask_at_write_time_and_the_umask_is_never_flipped(tmp
                           env={"PYTHONPATH": str(root / "src"), "PATH": ""}, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["0o640", "[]"]
+
+
+def test_artefact_names_are_defined_only_in_artifacts():
+    """Every file name a run writes or reads is a constant of radfuse.artifacts, spelled nowhere else as a whole
+    string literal, and no other module defines a constant of the same name (RAD_PREFIX lived twice)."""
+    import ast
+    from pathlib import Path
+
+    import radfuse.artifacts as artifacts
+
+    package = Path(artifacts.__file__).parent
+    constants = {k: v for k, v in vars(artifacts).items() if k.isupper() and isinstance(v, str)}
+    file_names = {v for v in constants.values() if "." in v}
+    allowed = {("score.py", "predictions.parquet")}  # the scored cohort's table (score's own folder, same name)
+    found = []
+    for path in sorted(package.rglob("*.py")):
+        if path.name == "artifacts.py":
+            continue
+        name = path.relative_to(package).as_posix()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Constant) and node.value in file_names and (name, node.value) not in allowed:
+                found.append(f"{name}:{node.lineno} spells {node.value!r}")
+            if isinstance(node, ast.Assign) and node.col_offset == 0:
+                found += [f"{name}:{node.lineno} redefines {t.id}" for t in node.targets
+                          if isinstance(t, ast.Name) and t.id in constants]
+    assert not found, found
+    assert not hasattr(artifacts, "cache_dir")  # the crop cache's folder is radfuse.data.datamodule.crop_cache_dir

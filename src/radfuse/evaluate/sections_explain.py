@@ -9,12 +9,11 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from radfuse.artifacts import package_versions, write_parquet
+from radfuse.artifacts import SHAP_TABLE, package_versions, write_parquet
 from radfuse.evaluate import figures, shap_explain
 from radfuse.evaluate.context import ReportContext, model_label
 from radfuse.evaluate.html import Section, figure_row
 
-SHAP_TABLE = "shap_values.parquet"
 LASSO_KEYS = ("path", "coefs", "lambda")
 
 

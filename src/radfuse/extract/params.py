@@ -17,9 +17,9 @@ from typing import Any, Mapping
 
 import yaml
 
+from radfuse.artifacts import RAD_PREFIX
 from radfuse.extract._compat import scipy_shims_for
 
-RAD_PREFIX = "rad__"
 DIAGNOSTICS_PREFIX = "diagnostics_"
 
 # Image types whose filter PyRadiomics skips silently when a module is missing: (module, attribute) pairs it imports.

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from radfuse.artifacts import BEST_CHECKPOINT
 from radfuse.models.base import FeatureBackbone, global_pool
 
 
@@ -110,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("run_dir", type=Path, help="a run folder <out>/train/<run>")
     parser.add_argument("--cases", nargs="+", required=True, help="case_id values of the manifest")
     parser.add_argument("--layer", default=None, help="layer1-layer4 (ResNet), stage2-stage4/conv5 (ShuffleNet)")
-    parser.add_argument("--checkpoint", default="best.ckpt")
+    parser.add_argument("--checkpoint", default=BEST_CHECKPOINT)
     args = parser.parse_args(argv)
     for path in overlays_for_run(args.run_dir, args.cases, args.layer, args.checkpoint):
         print(path)

@@ -13,8 +13,9 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from radfuse import artifacts
-from radfuse.artifacts import (CROSSFIT_TABLE, DEEP_SOURCES_FILE, METRICS_FILE, MODEL_FILE, PREDICTIONS_TABLE,
-                               atomic_path, fuse_dir, write_csv, write_json, write_parquet)
+from radfuse.artifacts import (BEST_CHECKPOINT, CROSSFIT_TABLE, CV_RESULTS_FILE, DEEP_SOURCES_FILE, METRICS_FILE,
+                               MODEL_FILE, PREDICTIONS_TABLE, atomic_path, fuse_dir, write_csv, write_json,
+                               write_parquet)
 from radfuse.data.manifest import COHORT, LABEL
 from radfuse.data.validate import label_str
 from radfuse.fuse.combat import ComBat
@@ -23,8 +24,6 @@ from radfuse.fuse.experiment import SELECTION_RULE, FusionResult, FusionSetup, r
 from radfuse.fuse.search import ClassifierSpec
 from radfuse.run_lock import run_lock
 from radfuse.stages.common import Cohort, load_cohort, save_run_config
-
-CV_RESULTS_FILE = "cv_results.csv"
 
 
 def run(cfg: DictConfig) -> FusionResult:
@@ -178,14 +177,14 @@ def gradcam_overlays(cfg: DictConfig, cohort: Cohort, out: Path) -> list[Path]:
     """Overlays for a few cases of each class, when a finished train run is linked (else none). Named and titled
     by case id only with report.show_case_ids=true; else `<class>_<n>.png`, titled with the class."""
     run_dir = Path(cfg.paths.out) / "train" / str(cfg.report.train_run) if cfg.report.train_run else None
-    if run_dir is None or not (run_dir / "best.ckpt").is_file():
+    if run_dir is None or not (run_dir / BEST_CHECKPOINT).is_file():
         return []
     labels = cohort.frame[LABEL].map(label_str)
     chosen = {cls: list(cohort.frame.loc[labels == cls, "case_id"].head(int(cfg.report.gradcam_per_class)))
               for cls in cohort.classes}
     folder = out / "figures" / "gradcam"
     try:
-        artifacts.require_complete(run_dir, "train", files=("best.ckpt",))
+        artifacts.require_complete(run_dir, "train", files=(BEST_CHECKPOINT,))
         return cam_overlays(run_dir, chosen, folder, bool(cfg.report.get("show_case_ids", False)))
     except (OSError, KeyError, RuntimeError, ValueError) as err:  # the report says it is missing; the run goes on
         print(f"[radfuse] Grad-CAM overlays skipped: {err}", flush=True)
@@ -197,11 +196,11 @@ def cam_overlays(run_dir: Path, chosen: dict[str, list[str]], folder: Path, show
     from radfuse.models.cam import overlays_for_run
     from radfuse.models.module import load_classifier
 
-    layer = load_classifier(str(run_dir / "best.ckpt")).backbone.stage_names[-1]
+    layer = load_classifier(str(run_dir / BEST_CHECKPOINT)).backbone.stage_names[-1]
     names = {str(case): (f"{case} {layer}", f"{case}_{layer}") if show_case_ids else
              (f"class {cls}, example {k + 1} ({layer})", f"class_{cls}_{k + 1}_{layer}")
              for cls, cases in chosen.items() for k, case in enumerate(cases)}
-    return overlays_for_run(run_dir, list(names), layer, "best.ckpt", out_dir=folder, names=names)
+    return overlays_for_run(run_dir, list(names), layer, BEST_CHECKPOINT, out_dir=folder, names=names)
 
 
 class DeepRemarks(NamedTuple):
@@ -220,7 +219,7 @@ def deep_block_remarks(cfg: DictConfig, blocks: dict[str, Any]) -> DeepRemarks:
     remarks = DeepRemarks([], [])
     for name in blocks:
         table = Path(cfg.tables[name]) if name != "clinical" and cfg.tables.get(name) else None
-        config = table.parent / "config.yaml" if table else None
+        config = table.parent / artifacts.CONFIG_FILE if table else None
         if config is None or not config.is_file() or not table.name.startswith("deep_"):
             continue
         deep = OmegaConf.select(OmegaConf.load(config), "extract.deep")
