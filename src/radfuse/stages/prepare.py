@@ -18,7 +18,7 @@ from radfuse.stages.study import CONF_DIR, expand_argv
 
 def run(cfg: DictConfig) -> RadfuseDataModule:
     start = time.perf_counter()
-    cohort = load_cohort(cfg)
+    cohort = load_cohort(cfg, make_demo=True)  # the stage that makes the demo cohort
     crop = crop_config(cfg.data)
     frame = cohort.frame.assign(**{COHORT: cohort.splits.cohort_of(cohort.frame)})
     print(f"[radfuse] manifest {cohort.manifest_path}: {len(frame)} ROIs, {frame.patient_id.nunique()} patients, "
