@@ -31,8 +31,15 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
-PYRADIOMICS_CLI = ("import sys; from radfuse.extract._compat import install_scipy_compat; install_scipy_compat(); "
-                   "from radiomics.scripts import parse_args; sys.argv[0] = 'pyradiomics'; sys.exit(parse_args())")
+PYRADIOMICS_CLI = """
+import sys
+from radfuse.extract._compat import legacy_sph_harm_in_scipy
+from radiomics.scripts import parse_args
+sys.argv[0] = "pyradiomics"
+with legacy_sph_harm_in_scipy():  # LBP3D on SciPy >= 1.17
+    code = parse_args()
+sys.exit(code)
+"""
 RADFUSE_RUN = """
 import sys
 from radfuse.extract.params import load_params

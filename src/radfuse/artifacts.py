@@ -13,7 +13,7 @@ import json
 import os
 import platform
 import re
-import tempfile
+import secrets
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
@@ -22,15 +22,10 @@ if TYPE_CHECKING:  # pandas is 0.5-3 s of imports: radiomics workers, which writ
 
 # ---------------------------------------------------------------------------------------------- layout
 SPLITS_FILE = "splits.json"
-CACHE_DIR = "cache"
 
 
 def splits_path(out: str | Path) -> Path:
     return Path(out) / SPLITS_FILE
-
-
-def cache_dir(out: str | Path) -> Path:
-    return Path(out) / CACHE_DIR
 
 
 def train_dir(out: str | Path, run: str) -> Path:
@@ -63,6 +58,10 @@ def deep_tables_in(folder: str | Path) -> list[str]:
 CROSSFIT_TABLE = deep_table_name("crossfit")  # out-of-fold CNN scores (radfuse.extract.crossfit)
 DEEP_SOURCES_FILE = "deep_sources.json"  # per deep table: the checkpoint(s) it came from and what chose them
 
+# train run folder
+BEST_CHECKPOINT = "best.ckpt"  # the epoch of the best validation macro AUC (conf/callbacks: filename best)
+LAST_CHECKPOINT = "last.ckpt"  # the true last epoch (radfuse.models.checkpoints.LastEpochCheckpoint)
+
 
 RADIOMICS_TABLE = "radiomics.parquet"
 RADIOMICS_DIAGNOSTICS_TABLE = "radiomics_diagnostics.parquet"
@@ -70,11 +69,17 @@ ICC_TABLE = "icc.parquet"              # inter-observer: mask vs mask2 (another 
 ICC_INTRA_TABLE = "icc_intra.parquet"  # intra-observer: mask vs mask_repeat (the same reader again)
 GREY_LEVELS_TABLE = "grey_levels.csv"  # per image type: grey levels the ROIs get after discretisation
 FAILURES_TABLE = "failures.csv"
+RADIOMICS_PARAMS_FILE = "radiomics_params.json"  # the params the extract run used, as PyRadiomics read them
 PREDICTIONS_TABLE = "predictions.parquet"
 MODEL_FILE = "model.joblib"
 METRICS_FILE = "metrics.json"
 CONFIG_FILE = "config.yaml"
 PROVENANCE_FILE = "provenance.json"
+# fuse run folder (radfuse.evaluate writes the report's files)
+CV_RESULTS_FILE = "cv_results.csv"
+REPORT_FILE = "report.html"
+DELONG_TABLE = "delong.csv"
+SHAP_TABLE = "shap_values.parquet"
 
 DEEP_PREFIX = "deep__"
 RAD_PREFIX = "rad__"
@@ -82,21 +87,28 @@ KEY_COLUMN = "case_id"
 
 
 # ---------------------------------------------------------------------------------------------- atomic IO
-_UMASK = os.umask(0)
-os.umask(_UMASK)
+def _new_temporary(target: Path) -> Path:
+    """An empty, new file beside `target` with the permissions of any new file (0666 less the process's umask,
+    applied by the OS when the file is created: mkstemp's 0600 would make outputs private, and reading the
+    umask means setting it, process-wide)."""
+    for _ in range(100):
+        tmp = target.parent / f".{target.name}.{secrets.token_hex(6)}.tmp"
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            continue
+        return tmp
+    raise FileExistsError(f"no free temporary name beside {target}")
+
 
 @contextlib.contextmanager
 def atomic_path(target: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `target`; on success rename it onto `target`, on failure delete it."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = _new_temporary(target)
     try:
         yield tmp_path
-        if tmp_path.exists():  # mkstemp makes 0600 files; outputs get the usual permissions of new files
-            os.chmod(tmp_path, 0o666 & ~_UMASK)
         os.replace(tmp_path, target)
     finally:
         if tmp_path.exists():

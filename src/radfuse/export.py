@@ -21,14 +21,13 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from radfuse import artifacts
-from radfuse.artifacts import CONFIG_FILE, CROSSFIT_TABLE, MODEL_FILE, RADIOMICS_TABLE
+from radfuse.artifacts import CONFIG_FILE, CROSSFIT_TABLE, MODEL_FILE, RADIOMICS_PARAMS_FILE, RADIOMICS_TABLE
 from radfuse.data.manifest import CASE_ID, PATIENT_ID, read_manifest
 from radfuse.fuse.combat import ComBat
 from radfuse.fuse.design import CLINICAL_BLOCK, block_table
 
 SCHEMA_FILE = "schema.json"            # classes, clinical columns, sites, blocks: what a new manifest must match
 RANGES_FILE = "feature_ranges.csv"     # per design feature column: min and max over the study's training rows
-RADIOMICS_PARAMS_FILE = "radiomics_params.json"
 CROP_AND_RUN_KEYS = ("fold", "classes")
 
 

@@ -68,12 +68,36 @@ def _blob(size: int = 20) -> tuple[sitk.Image, sitk.Image]:
 
 
 def test_lbp3d_yields_features_on_current_scipy():
-    """PyRadiomics needs scipy.special.sph_harm (gone in SciPy 1.17); without radfuse's shim LBP3D vanishes."""
+    """PyRadiomics needs scipy.special.sph_harm (gone in SciPy 1.17); without radfuse's shim LBP3D vanishes. The
+    shim lives only for the extraction: scipy.special is as SciPy made it before and after."""
+    import scipy.special
+
+    before = scipy.special.__dict__.get("sph_harm")
     params = load_params({"imageType": {"LBP3D": {}}, "featureClass": {"firstorder": []},
                           "setting": {"binWidth": 0.5}})
+    check_requirements(params)
+    assert scipy.special.__dict__.get("sph_harm") is before
     image, mask = _blob()
     features, _ = extract_roi(image, mask, 1, params)
     assert {k.split("_")[0] for k in features} == {"lbp-3D-m1", "lbp-3D-m2", "lbp-3D-k"}
+    assert scipy.special.__dict__.get("sph_harm") is before
+
+
+def test_the_sph_harm_shim_is_scoped_and_survives_overlapping_users():
+    """Two extractions in threads of one worker overlap: the shim stays until the last one leaves."""
+    import scipy.special
+
+    from radfuse.extract._compat import legacy_sph_harm_in_scipy
+
+    native = scipy.special.__dict__.get("sph_harm")
+    with legacy_sph_harm_in_scipy():
+        from scipy.special import sph_harm  # what PyRadiomics' LBP3D filter does
+
+        assert sph_harm is (native or legacy_sph_harm)
+        with legacy_sph_harm_in_scipy():
+            pass
+        assert scipy.special.__dict__.get("sph_harm") is (native or legacy_sph_harm)  # the outer user still has it
+    assert scipy.special.__dict__.get("sph_harm") is native
 
 
 def test_a_filter_that_yields_nothing_is_an_roi_error_not_a_silent_gap():

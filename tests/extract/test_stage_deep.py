@@ -12,14 +12,10 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
+from radfuse.models import create_backbone
+from radfuse.models.module import RadfuseClassifier
+from radfuse.stages import extract as stage
 from tests.extract.synthetic import make_cohort
-
-models = pytest.importorskip("radfuse.models")
-if not hasattr(models, "create_backbone"):
-    pytest.skip("radfuse.models.create_backbone has not landed yet", allow_module_level=True)
-
-from radfuse.models.module import RadfuseClassifier  # noqa: E402
-from radfuse.stages import extract as stage  # noqa: E402
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 torch.set_num_threads(1)
@@ -74,7 +70,7 @@ def test_checkpoint_embeddings_equal_forward_features_for_any_batch_size(tmp_pat
 
 def test_pretrained_weights_source_and_named_layer(tmp_path):
     manifest = make_cohort(tmp_path / "data", n_cases=4, mask2=False)
-    backbone = models.create_backbone("resnet18", 2, 1, 2)
+    backbone = create_backbone("resnet18", 2, 1, 2)
     weights = tmp_path / "weights.pth"
     torch.save(backbone.state_dict(), weights)
     summary = stage.run(_cfg(tmp_path / "out", manifest, "extract.deep.source=weights",

@@ -210,10 +210,6 @@ def test_report_and_metrics_hold_no_absolute_path_and_no_case_id(fused_twice):
 
 
 def test_decision_plot_legend_names_cases_only_when_asked():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
 
     from radfuse.evaluate.shap_explain import ShapResult, plot_decision
@@ -224,7 +220,6 @@ def test_decision_plot_legend_names_cases_only_when_asked():
     for show, expected in ((False, ["case 1", "case 2"]), (True, [f"{SECRET}0", f"{SECRET}1"])):
         fig = plot_decision(result, 1, [0, 1], show_case_ids=show)
         labels = [t.get_text() for ax in fig.axes if ax.get_legend() for t in ax.get_legend().get_texts()]
-        plt.close(fig)
         assert labels == expected
 
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-
 from pathlib import Path
 
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
+from radfuse.data.datamodule import crop_cache_dir
+from radfuse.data.train_run import reopen_train_run
 from radfuse.models import create_backbone
 from radfuse.stages.study import with_study_groups
 from tests.stages.train_helpers import CONF, run_train_py, tiny_cohort
@@ -19,6 +20,10 @@ from tests.stages.train_helpers import CONF, run_train_py, tiny_cohort
 def cohort(tmp_path_factory):
     folder = tmp_path_factory.mktemp("cohort")
     return tiny_cohort(folder), folder / "cache"
+
+
+def _load_entry(path):
+    return torch.load(path, weights_only=False)
 
 
 def _metrics(out, run):
@@ -38,6 +43,17 @@ def test_two_job_sweep_gives_two_run_folders(tmp_path, cohort):
         assert _metrics(tmp_path, run)["run"] == run
     configs = [(tmp_path / "train" / r / "config.yaml").read_text() for r in runs]
     assert "margin: 0" in configs[0] and "margin: 2" in configs[1]
+    # the sweep reached the data, not only the config: each job cropped with its own margin (its own crop cache,
+    # whose crops differ) and so trained other weights, from the same seed and everything else equal
+    crops = [reopen_train_run(tmp_path / "train" / r).crop for r in runs]
+    assert [c.margin for c in crops] == [0, 2]
+    folders = [crop_cache_dir(cache, c) for c in crops]
+    assert folders[0] != folders[1] and all(len(list(f.glob("*.pt"))) >= 8 for f in folders)
+    by_case = [{str(e["case_id"]): e["image"] for e in map(_load_entry, f.glob("*.pt"))} for f in folders]
+    case = sorted(by_case[0])[0]
+    assert by_case[0][case].shape == by_case[1][case].shape and not torch.equal(by_case[0][case], by_case[1][case])
+    weights = [torch.load(tmp_path / "train" / r / "last.ckpt", weights_only=True)["state_dict"] for r in runs]
+    assert any(not torch.equal(weights[0][k], weights[1][k]) for k in weights[0] if weights[0][k].is_floating_point())
 
 
 def test_wang2025_margin_sweep_end_to_end(tmp_path, cohort):
@@ -75,16 +91,40 @@ def test_missing_weights_exit_with_a_message(tmp_path, cohort, capsys):
     assert "model.weights=" in stderr and "RadImageNet" in stderr
 
 
-@pytest.mark.parametrize("experiment", ["liu2025", "wang2025", "demo"])
-def test_experiments_and_launchers_compose(experiment):
+PRESET_EFFECTS = {  # what each preset changes in train's config, every value unlike the default's
+    "liu2025": {"backbone.name": "radimagenet", "optimizer._target_": "torch.optim.Adam", "data.aspect": "stretch",
+                "model.backbone_lr_mult": 0.1, "trainer.max_epochs": 50},
+    "wang2025": {"model.arch": "shufflenet_v2_x1_0", "backbone.name": "imagenet", "data.mode": "3d",
+                 "scheduler._target_": "radfuse.models.schedules.WarmupConstant", "data.classes": ["acute", "chronic"],
+                 "hydra.sweeper.params": {"data.margin": "0,2,4,6,8,10"}},
+    "demo": {"model.arch": "resnet18", "data.demo.make_in_any_stage": True},
+}
+
+
+def _train_cfg(*overrides: str):
     with initialize_config_dir(config_dir=CONF, version_base="1.3"):
-        cfg = compose("train", overrides=with_study_groups("train", [f"experiment={experiment}"], Path(CONF)))
-        assert cfg.model.arch in {"resnet50", "resnet18", "shufflenet_v2_x1_0"}
-        for launcher, target in (("local", "JoblibLauncher"), ("slurm", "SlurmLauncher")):
-            hydra_cfg = compose("train", overrides=[f"hydra/launcher={launcher}"], return_hydra_config=True)
-            assert hydra_cfg.hydra.launcher._target_.endswith(target)
-    expected = {"liu2025": ("2d", 64, "radimagenet"), "wang2025": ("3d", 64, "imagenet"), "demo": ("2d", 64, "scratch")}
-    assert (cfg.data.mode, cfg.data.size, cfg.backbone.name) == expected[experiment]
+        return compose("train", overrides=with_study_groups("train", list(overrides), Path(CONF)),
+                       return_hydra_config=True)
+
+
+@pytest.mark.parametrize("experiment", sorted(PRESET_EFFECTS))
+def test_experiments_change_what_they_say(experiment):
+    from omegaconf import OmegaConf
+
+    def plain(cfg, key):
+        value = OmegaConf.select(cfg, key)
+        return OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
+
+    default, cfg = _train_cfg(), _train_cfg(f"experiment={experiment}")
+    for key, value in PRESET_EFFECTS[experiment].items():
+        assert plain(cfg, key) == value != plain(default, key), key
+
+
+def test_launchers_take_their_sweep_settings():
+    for launcher, target, key, value in (("local", "JoblibLauncher", "n_jobs", 3),
+                                         ("slurm", "SlurmLauncher", "timeout_min", 77)):
+        hydra_cfg = _train_cfg(f"hydra/launcher={launcher}", f"hydra.launcher.{key}={value}").hydra
+        assert hydra_cfg.launcher._target_.endswith(target) and hydra_cfg.launcher[key] == value
 
 
 @pytest.mark.slow

@@ -1,19 +1,17 @@
-"""Matplotlib figures of the report (headless: Agg backend). Each function returns a Figure."""
+"""Matplotlib figures of the report. Each function returns a Figure on an Agg canvas, drawn through the object API
+(`radfuse.evaluate.canvas`): no backend switch, nothing registered with pyplot."""
 
 from __future__ import annotations
 
 import warnings
 
-import matplotlib
+import numpy as np
+import pandas as pd
+from sklearn.metrics import auc, roc_curve
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from sklearn.metrics import auc, roc_curve  # noqa: E402
-
-from radfuse.evaluate import bootstrap  # noqa: E402
-from radfuse.evaluate.calibration import reliability_curve  # noqa: E402
+from radfuse.evaluate import bootstrap
+from radfuse.evaluate.calibration import reliability_curve
+from radfuse.evaluate.canvas import new_subplots
 
 
 def _roc_band(truth: np.ndarray, scores: np.ndarray, weights: np.ndarray, grid: np.ndarray) -> np.ndarray:
@@ -47,7 +45,7 @@ def roc_figure(labels, probs: np.ndarray, classes: list[str], title: str, *, gro
     probs = np.asarray(probs, dtype=float)
     truth = labels[:, None] == np.asarray(classes)[None, :]
     weights = bootstrap.resample_weights(len(labels), n_resamples, np.random.default_rng(seed), groups)
-    fig, ax = plt.subplots(figsize=(5.5, 5.5))
+    fig, ax = new_subplots(figsize=(5.5, 5.5))
     grid, tprs, aucs, boot_aucs = np.linspace(0, 1, 201), [], [], []
     for k, c in enumerate(classes):
         if truth[:, k].all() or not truth[:, k].any():
@@ -82,7 +80,7 @@ def roc_figure(labels, probs: np.ndarray, classes: list[str], title: str, *, gro
 
 def decision_curve_figure(curves: dict[str, pd.DataFrame], class_name: str, title: str):
     """Net benefit of each model against threshold, with treat-all and treat-none."""
-    fig, ax = plt.subplots(figsize=(5.5, 4))
+    fig, ax = new_subplots(figsize=(5.5, 4))
     any_curve = None
     for model, frame in curves.items():
         frame = frame[frame["class"] == class_name]
@@ -103,7 +101,7 @@ def calibration_figure(labels, probs: np.ndarray, classes: list[str], title: str
     """Reliability curve per class (quantile bins; by default about 10 cases per bin, 3 to 10 bins)."""
     labels = np.asarray(labels).astype(str)
     n_bins = n_bins or int(np.clip(len(labels) // 10, 3, 10))
-    fig, ax = plt.subplots(figsize=(5, 5))
+    fig, ax = new_subplots(figsize=(5, 5))
     targets = classes[-1:] if len(classes) == 2 else classes
     for c in targets:
         k = classes.index(c)
@@ -118,7 +116,7 @@ def calibration_figure(labels, probs: np.ndarray, classes: list[str], title: str
 
 def confusion_figure(matrix: np.ndarray, classes: list[str], title: str):
     matrix = np.asarray(matrix)
-    fig, ax = plt.subplots(figsize=(0.8 * len(classes) + 2, 0.8 * len(classes) + 1.5))
+    fig, ax = new_subplots(figsize=(0.8 * len(classes) + 2, 0.8 * len(classes) + 1.5))
     ax.imshow(matrix, cmap="Blues")
     for i in range(len(classes)):
         for j in range(len(classes)):
@@ -136,7 +134,7 @@ def interval_figure(frame: pd.DataFrame, label: str, value: str, low: str, high:
     """Forest plot: one row per entry with its estimate and CI (classifier comparison, DeLong differences);
     `annotations` are printed at the right of each row (e.g. adjusted p-values)."""
     frame = frame.reset_index(drop=True)
-    fig, ax = plt.subplots(figsize=(8, 0.4 * len(frame) + 1.6))
+    fig, ax = new_subplots(figsize=(8, 0.4 * len(frame) + 1.6))
     y = np.arange(len(frame))[::-1]
     err = np.vstack([frame[value] - frame[low], frame[high] - frame[value]]).clip(min=0)
     ax.errorbar(frame[value], y, xerr=err, fmt="o", color="tab:blue", capsize=3)
@@ -160,7 +158,7 @@ def lasso_path_figure(path: pd.DataFrame, chosen_lambda: float | None, title: st
     at = int(np.argmin(np.abs(np.log(lambdas) - np.log(chosen_lambda)))) if chosen_lambda else int(np.argmin(lambdas))
     ranked = path.iloc[at].abs().sort_values(ascending=False, kind="stable")
     named = [c for c in ranked.index[:top] if ranked[c] > 0]
-    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    fig, ax = new_subplots(figsize=(7.5, 4.5))
     handles = []
     if chosen_lambda:
         handles.append(ax.axvline(np.log10(chosen_lambda), color="black", ls="--", lw=1,
@@ -180,7 +178,7 @@ def lasso_path_figure(path: pd.DataFrame, chosen_lambda: float | None, title: st
 
 def coefficient_figure(coefs: pd.Series, title: str = "selected features"):
     coefs = coefs[coefs != 0].sort_values()
-    fig, ax = plt.subplots(figsize=(6, 0.3 * len(coefs) + 1.5))
+    fig, ax = new_subplots(figsize=(6, 0.3 * len(coefs) + 1.5))
     ax.barh([str(i) for i in coefs.index], coefs.to_numpy(), color=np.where(coefs > 0, "tab:red", "tab:blue"))
     ax.set(xlabel="coefficient", title=title)
     fig.tight_layout()

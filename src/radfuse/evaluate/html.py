@@ -12,13 +12,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import matplotlib
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from radfuse.artifacts import atomic_path  # noqa: E402
+from radfuse.artifacts import atomic_path
 
 STYLE = """
 body{font-family:Helvetica,Arial,sans-serif;margin:2em auto;max-width:1200px;color:#222}
@@ -92,7 +88,10 @@ class FigureSink:
                 else:
                     fig.savefig(tmp, format="pdf", bbox_inches="tight", metadata=FIGURE_METADATA["pdf"])
             self.saved.append(self.folder / f"{name}.{ext}")
-        plt.close(fig)
+        if fig.canvas.manager is not None:  # a figure made with pyplot: free it there (radfuse's own are not)
+            import matplotlib.pyplot as plt
+
+            plt.close(fig)
         data = base64.b64encode(buffer.getvalue()).decode()
         cap = f"<figcaption>{html.escape(caption)}</figcaption>" if caption else ""
         css = "fig wide" if wide else "fig"

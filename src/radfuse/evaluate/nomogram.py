@@ -10,17 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.ticker import MaxNLocator
+from sklearn.linear_model import LogisticRegression
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
-from sklearn.linear_model import LogisticRegression  # noqa: E402
-
-from radfuse.evaluate.calibration import logit  # noqa: E402
-from radfuse.evaluate.table1 import decimals_of, is_categorical  # noqa: E402
+from radfuse.evaluate.calibration import logit
+from radfuse.evaluate.canvas import new_subplots
+from radfuse.evaluate.table1 import decimals_of, is_categorical
 
 
 @dataclass
@@ -136,7 +133,7 @@ def _drop_overlapping(fig, texts: list) -> None:
 def plot_nomogram(nomo: Nomogram, title: str = ""):
     """Points scale, one scale per variable, total points and predicted probability (all on 0-100 width)."""
     n = len(nomo.rows) + 3
-    fig, ax = plt.subplots(figsize=(9, 0.65 * n + 1))
+    fig, ax = new_subplots(figsize=(9, 0.65 * n + 1))
     total_scale = 100.0 / max(nomo.max_total, 1e-9)
     rows_of_text = []
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from radfuse.artifacts import METRICS_FILE, PREDICTION_COLUMNS, prob_columns, write_csv, write_json, write_text
+from radfuse.artifacts import (METRICS_FILE, PREDICTION_COLUMNS, REPORT_FILE, prob_columns, write_csv, write_json,
+                               write_text)
 from radfuse.evaluate import metrics
 from radfuse.evaluate.context import ReportContext, model_label, select_models
 from radfuse.evaluate.html import FigureSink, Section, page
@@ -22,7 +23,6 @@ from radfuse.evaluate.sections_explain import features_section, gradcam_section,
 from radfuse.evaluate.sections_performance import (classifier_comparison, confusion_section, performance_table,
                                                    roc_section)
 
-REPORT_FILE = "report.html"
 EVALUATE_KEYS = "evaluate_keys"  # the top-level metrics.json keys this module owns
 FIGURES_DIR = "figures"
 FIGURE_INDEX = "index.csv"  # which report section each file under figures/ belongs to

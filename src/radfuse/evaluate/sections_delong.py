@@ -7,12 +7,10 @@ import itertools
 import numpy as np
 import pandas as pd
 
-from radfuse.artifacts import write_csv
+from radfuse.artifacts import DELONG_TABLE, write_csv
 from radfuse.evaluate import delong, figures, metrics
 from radfuse.evaluate.context import ReportContext, model_label
 from radfuse.evaluate.html import Section, figure_row, format_p
-
-DELONG_TABLE = "delong.csv"
 
 
 def _tests(a1: metrics.CaseArrays, a2: metrics.CaseArrays, classes: list[str], paired: bool) -> list[dict]:

@@ -10,14 +10,13 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from radfuse.artifacts import package_versions, write_parquet
+from radfuse.artifacts import SHAP_TABLE, package_versions, write_parquet
 from radfuse.data.validate import label_str
 from radfuse.evaluate import figures, metrics, shap_explain
 from radfuse.evaluate.context import ReportContext, model_label
 from radfuse.evaluate.gradcam import CamPanel, cam_figure
 from radfuse.evaluate.html import Section, figure_row, slug
 
-SHAP_TABLE = "shap_values.parquet"
 LASSO_KEYS = ("path", "coefs", "lambda")
 
 

@@ -14,6 +14,8 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from radfuse.artifacts import (CONFIG_FILE, DEEP_SOURCES_FILE, FAILURES_TABLE, GREY_LEVELS_TABLE, ICC_TABLE,
+                               PROVENANCE_FILE, RADIOMICS_PARAMS_FILE)
 from radfuse.data.manifest import COHORTS
 from radfuse.evaluate import intervals
 from radfuse.evaluate.context import ReportContext
@@ -75,7 +77,7 @@ class RunFiles:
         if self.extract is not None:
             candidates.append(self.extract.parent.parent / "train" / run)
         for folder in candidates:
-            found = _read(folder / "config.yaml")
+            found = _read(folder / CONFIG_FILE)
             if found is not None:
                 return found
         return None
@@ -118,7 +120,7 @@ def preprocessing_paragraph(files: RunFiles) -> str:
     data = _get(files.config, "data") or {}
     if not data:
         return f"Image preprocessing: {NOT_RECORDED}."
-    crop = _get(files.extract_file("config.yaml"), "extract", "crop")
+    crop = _get(files.extract_file(CONFIG_FILE), "extract", "crop")
     return (f"Images: {data.get('mode', '?')} input, resampled to spacing {data.get('spacing', '?')} mm, window "
             f"{data.get('window', '?')}, intensity normalisation {data.get('normalize', '?')}; ROI crops of "
             f"{data.get('size', '?')} px ({data.get('aspect', '?')} aspect, margin {data.get('margin', '?')}), "
@@ -127,7 +129,7 @@ def preprocessing_paragraph(files: RunFiles) -> str:
 
 
 def cnn_paragraph(files: RunFiles) -> str:
-    sources = files.extract_file("deep_sources.json")
+    sources = files.extract_file(DEEP_SOURCES_FILE)
     if not sources:
         return f"CNN and its training: {NOT_RECORDED} (no deep_sources.json next to the feature tables)."
     texts = []
@@ -156,19 +158,19 @@ def cnn_paragraph(files: RunFiles) -> str:
 
 
 def radiomics_paragraph(files: RunFiles) -> str:
-    params = files.extract_file("radiomics_params.json")
+    params = files.extract_file(RADIOMICS_PARAMS_FILE)
     if not params:
         return f"Radiomics settings: {NOT_RECORDED}."
     setting = params.get("setting") or {}
     binning = (f"fixed bin width {setting['binWidth']}" if "binWidth" in setting else
                f"fixed bin count {setting['binCount']}" if "binCount" in setting else "default binning (bin width 25)")
-    version = _get(files.extract_file("provenance.json"), "versions") or {}
+    version = _get(files.extract_file(PROVENANCE_FILE), "versions") or {}
     software = next((f"{k} {v}" for k, v in version.items() if "radiomics" in k.lower()), "PyRadiomics")
     text = (f"Radiomics with {software}: image types {_list(params.get('imageType') or {})}; feature classes "
             f"{_list(params.get('featureClass') or {})}; {binning}; normalisation {setting.get('normalize', False)}"
             f" (scale {setting.get('normalizeScale', 1)}); resampled to {setting.get('resampledPixelSpacing', 'none')}"
             f" with {setting.get('interpolator', 'default')} interpolation; other parameters at PyRadiomics defaults.")
-    grey = files.extract_file("grey_levels.csv")
+    grey = files.extract_file(GREY_LEVELS_TABLE)
     if isinstance(grey, pd.DataFrame) and len(grey):
         rows = [f"{r['image']}: median {r['median']:g} grey levels per ROI (minimum {r['min']:g}, 5th percentile "
                 f"{r['p05']:g}, {100 * r['fraction_below']:.1f}% of ROIs below the floor; {int(r['n_rois'])} ROIs)"
@@ -180,7 +182,7 @@ def radiomics_paragraph(files: RunFiles) -> str:
 
 
 def icc_paragraph(files: RunFiles) -> str:
-    icc = files.extract_file("icc.parquet")
+    icc = files.extract_file(ICC_TABLE)
     step = _get(files.config, "blocks", "rad", "icc") or {}
     if not isinstance(icc, pd.DataFrame) or icc.empty:
         return f"Segmentation reliability (ICC): {NOT_RECORDED}."
@@ -263,7 +265,7 @@ def validation_paragraph(ctx: ReportContext) -> str:
 def flow_table(ctx: ReportContext, files: RunFiles) -> pd.DataFrame:
     """Patients and ROIs per cohort: in the manifest, refused or failed at extraction, evaluated."""
     manifest = _cases(ctx)
-    failures = files.extract_file("failures.csv")
+    failures = files.extract_file(FAILURES_TABLE)
     failed = set(failures["case_id"].astype(str)) if isinstance(failures, pd.DataFrame) and "case_id" in failures \
         else None
     evaluated = ctx.predictions.drop_duplicates("case_id")

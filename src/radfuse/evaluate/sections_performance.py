@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from radfuse.artifacts import CV_RESULTS_FILE
 from radfuse.evaluate import figures, intervals, metrics
 from radfuse.evaluate.context import ReportContext, model_label
 from radfuse.evaluate.html import Section, figure_row
@@ -53,7 +54,7 @@ def classifier_comparison(ctx: ReportContext) -> Section:
     section.table(shown)
     tuned = winner_hyperparameters(ctx.extras.get("cv_results"), winners)
     if tuned is not None:
-        section.table(tuned, "tuned hyperparameters of each winner (the whole grid is in cv_results.csv)")
+        section.table(tuned, f"tuned hyperparameters of each winner (the whole grid is in {CV_RESULTS_FILE})")
     fig = figures.interval_figure(frame.dropna(subset=["low"]), "model", "cv_macro_auc", "low", "high",
                                   "pooled out-of-fold macro AUC", "classifier comparison", reference=0.5)
     section.blocks.append(figure_row([ctx.figures.embed(fig, "classifier_comparison")]))

@@ -11,12 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import matplotlib
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+from radfuse.evaluate.canvas import new_figure, new_subplots, pyplot_draws_on
 
 TREE_MODULES = ("sklearn.tree", "sklearn.ensemble._forest", "sklearn.ensemble._gb", "lightgbm", "xgboost",
                 "catboost", "sklearn.ensemble._hist_gradient_boosting")
@@ -141,7 +139,7 @@ def explain_pipeline(pipeline, X: pd.DataFrame, classes: list[str], *, backgroun
 def plot_global_bar(result: ShapResult, max_display: int = 15):
     """Mean |SHAP| per feature, stacked by class (Liu 2025, Figure 7A)."""
     top = result.mean_abs().head(max_display).iloc[::-1]
-    fig, ax = plt.subplots(figsize=(7, 0.35 * len(top) + 1.5))
+    fig, ax = new_subplots(figsize=(7, 0.35 * len(top) + 1.5))
     left = np.zeros(len(top))
     for c in result.classes:
         ax.barh(top.index, top[c], left=left, label=f"class {c}")
@@ -156,15 +154,14 @@ def plot_beeswarm(result: ShapResult, class_index: int, max_display: int = 15):
     """SHAP beeswarm (summary) plot of one class's output."""
     import shap
 
-    plt.figure()
     state = np.random.get_state()  # the beeswarm's jitter draws from np.random: seeded here, restored after
     np.random.seed(0)
     try:
-        shap.summary_plot(result.values[:, :, class_index], result.data, feature_names=result.feature_names,
-                          max_display=max_display, show=False, rng=np.random.default_rng(0))
+        with pyplot_draws_on(new_figure()) as fig:  # shap draws through pyplot
+            shap.summary_plot(result.values[:, :, class_index], result.data, feature_names=result.feature_names,
+                              max_display=max_display, show=False, rng=np.random.default_rng(0))
     finally:
         np.random.set_state(state)
-    fig = plt.gcf()
     fig.suptitle(f"class {result.classes[class_index]}", fontsize=10)
     return fig
 
@@ -173,12 +170,12 @@ def plot_decision(result: ShapResult, class_index: int, case_indices: list[int],
     """SHAP decision plot of chosen cases for one class's output (legend: case ids only when asked for)."""
     import shap
 
-    plt.figure()
     idx = np.asarray(case_indices, dtype=int)
-    shap.decision_plot(float(result.base_values[class_index]), result.values[idx, :, class_index],
-                       features=result.data[idx], feature_names=result.feature_names, show=False,
-                       legend_labels=[result.case_ids[i] if show_case_ids else f"case {n + 1}" for n, i in enumerate(idx)], legend_location="lower right")
-    fig = plt.gcf()
+    names = [result.case_ids[i] if show_case_ids else f"case {n + 1}" for n, i in enumerate(idx)]
+    with pyplot_draws_on(new_figure()) as fig:  # shap draws through pyplot
+        shap.decision_plot(float(result.base_values[class_index]), result.values[idx, :, class_index],
+                           features=result.data[idx], feature_names=result.feature_names, show=False,
+                           legend_labels=names, legend_location="lower right")
     fig.suptitle(f"class {result.classes[class_index]}", fontsize=10)
     return fig
 

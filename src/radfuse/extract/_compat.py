@@ -3,9 +3,18 @@
 PyRadiomics' LBP3D filter imports `scipy.special.sph_harm`, which SciPy 1.17 removed; the filter then only logs a
 warning and yields nothing, so a wang2025 run would quietly lose 279 features. We restore the legacy function with
 SciPy's own legacy formula (same argument order and conventions), so LBP3D computes what it computed before.
+
+The function is lent to `scipy.special` only while an extraction that runs LBP3D is under way
+(`legacy_sph_harm_in_scipy`, used around PyRadiomics' `execute` and the requirement check), never for the whole
+process: other users of SciPy see SciPy as installed. Overlapping extractions (threads of one Dask worker) share
+one loan, returned when the last of them leaves.
 """
 
 from __future__ import annotations
+
+import contextlib
+import threading
+from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -24,9 +33,31 @@ def legacy_sph_harm(m, n, theta, phi):  # noqa: ANN001, ANN201 - mirrors SciPy's
     return value * np.exp(1j * m * np.asarray(theta))
 
 
-def install_scipy_compat() -> None:
-    """Give `scipy.special` its legacy `sph_harm` back when the installed SciPy lacks it (>= 1.17)."""
+_LOAN_LOCK = threading.Lock()
+_borrowers = 0  # extractions inside legacy_sph_harm_in_scipy now
+
+
+@contextlib.contextmanager
+def legacy_sph_harm_in_scipy() -> Iterator[None]:
+    """Inside the block `scipy.special.sph_harm` exists: SciPy's own where it has one (< 1.17), else
+    `legacy_sph_harm`, removed again when the last overlapping block ends."""
+    global _borrowers
     import scipy.special
 
-    if not hasattr(scipy.special, "sph_harm"):
-        scipy.special.sph_harm = legacy_sph_harm
+    with _LOAN_LOCK:
+        if _borrowers == 0 and not hasattr(scipy.special, "sph_harm"):
+            scipy.special.sph_harm = legacy_sph_harm
+        _borrowers += 1
+    try:
+        yield
+    finally:
+        with _LOAN_LOCK:
+            _borrowers -= 1
+            if _borrowers == 0 and scipy.special.__dict__.get("sph_harm") is legacy_sph_harm:
+                del scipy.special.sph_harm
+
+
+def scipy_shims_for(image_types: Iterable[str]) -> contextlib.AbstractContextManager:
+    """The shims the configured image types need: LBP3D alone needs one (and scipy.special costs 0.3 s of
+    imports, so the others do not load it)."""
+    return legacy_sph_harm_in_scipy() if "LBP3D" in image_types else contextlib.nullcontext()

@@ -17,9 +17,9 @@ from typing import Any, Mapping
 
 import yaml
 
-from radfuse.extract._compat import install_scipy_compat
+from radfuse.artifacts import RAD_PREFIX
+from radfuse.extract._compat import scipy_shims_for
 
-RAD_PREFIX = "rad__"
 DIAGNOSTICS_PREFIX = "diagnostics_"
 
 # Image types whose filter PyRadiomics skips silently when a module is missing: (module, attribute) pairs it imports.
@@ -97,14 +97,13 @@ def feature_classes(params: Mapping[str, Any]) -> list[str]:
 
 def check_requirements(params: Mapping[str, Any]) -> None:
     """Fail now, naming the package, if a configured image type would be skipped for want of a module."""
-    if "LBP3D" in image_types(params):  # the only user of the shim; scipy.special costs 0.3 s of imports
-        install_scipy_compat()
     for image_type in image_types(params):
         for module_name, attribute in REQUIRED_MODULES.get(image_type, ()):
             try:
                 module = importlib.import_module(module_name)
                 if attribute is not None:
-                    getattr(module, attribute)
+                    with scipy_shims_for([image_type]):  # what the extraction will have (sph_harm for LBP3D)
+                        getattr(module, attribute)
             except (ImportError, AttributeError) as error:
                 package = module_name.split(".")[0].replace("skimage", "scikit-image").replace("pywt", "PyWavelets")
                 raise RadiomicsConfigError(

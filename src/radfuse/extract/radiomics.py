@@ -28,7 +28,7 @@ from typing import Any, Iterator, Mapping
 import SimpleITK as sitk
 from threadpoolctl import ThreadpoolController
 
-from radfuse.extract._compat import install_scipy_compat
+from radfuse.extract._compat import scipy_shims_for
 from radfuse.extract.params import image_types, missing_outputs, quiet_pyradiomics, split_result
 from radfuse.extract.roi_cache import RoiCache
 from radfuse.extract.roi_crop import crop_to_roi
@@ -109,7 +109,8 @@ def extract_roi(image: str | Path | sitk.Image, mask: str | Path | sitk.Image, l
         image_node, mask_node, how = crop_to_roi(image_node, mask_node, int(label), settings, image_types(params))
     try:
         extractor = _extractor(json.dumps(params, sort_keys=True), bool(fast), backend, device)
-        result = extractor.execute(image_node, mask_node, label=int(label))
+        with scipy_shims_for(image_types(params)):
+            result = extractor.execute(image_node, mask_node, label=int(label))
     except (ValueError, RuntimeError, AssertionError) as error:
         raise RoiError(f"PyRadiomics rejected the ROI: {error}") from error
     features, diagnostics = split_result(result)
@@ -156,8 +157,6 @@ def _extractor(params_json: str, fast: bool = True, backend: str = "numpy", devi
 
     params = json.loads(params_json)
     quiet_pyradiomics()
-    if "LBP3D" in image_types(params):  # LBP3D alone needs the SciPy shim; scipy.special is 0.3 s of imports
-        install_scipy_compat()
     return radfuse_extractor(params, fast=fast, backend=backend, device=device)
 
 

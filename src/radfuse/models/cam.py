@@ -22,8 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from radfuse.evaluate.gradcam import CamPanel, cam_figure
+from radfuse.artifacts import BEST_CHECKPOINT
 from radfuse.data.splits import scoring_folds
+from radfuse.evaluate.gradcam import CamPanel, cam_figure
 from radfuse.models.base import FeatureBackbone, global_pool
 
 
@@ -164,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("run_dir", type=Path, help="a run folder <out>/train/<run>")
     parser.add_argument("--cases", nargs="+", required=True, help="case_id values of the manifest")
     parser.add_argument("--layer", default=None, help="layer1-layer4 (ResNet), stage2-stage4/conv5 (ShuffleNet)")
-    parser.add_argument("--checkpoint", default="best.ckpt")
+    parser.add_argument("--checkpoint", default=BEST_CHECKPOINT)
     parser.add_argument("--out", type=Path, default=None, help="folder for the PNGs (default RUN_FOLDER/cam)")
     args = parser.parse_args(argv)
     from radfuse import artifacts

@@ -24,8 +24,7 @@ import torch
 from lightning.fabric.plugins import TorchCheckpointIO
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-LAST_CHECKPOINT = "last.ckpt"
-BEST_CHECKPOINT = "best.ckpt"
+from radfuse.artifacts import LAST_CHECKPOINT, METRICS_FILE
 
 
 class RunFolderCheckpoint(ModelCheckpoint):
@@ -110,7 +109,7 @@ def checkpoint_epoch(path: str | os.PathLike) -> int | None:
 
 def final_epoch_of_run(run_dir: str | os.PathLike) -> int | None:
     """The last (0-based) epoch a finished train run trained, from its metrics.json; None if it did not finish."""
-    metrics = Path(run_dir) / "metrics.json"
+    metrics = Path(run_dir) / METRICS_FILE
     if not metrics.is_file():
         return None
     completed = json.loads(metrics.read_text(encoding="utf-8")).get("epochs_completed")

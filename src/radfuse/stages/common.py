@@ -1,4 +1,4 @@
-"""What every stage does first: find the manifest (making the demo cohort on first use), validate, split."""
+"""What every stage does first: find the manifest (prepare makes the demo cohort on first use), validate, split."""
 
 from __future__ import annotations
 
@@ -27,24 +27,31 @@ class Cohort:
     manifest_path: Path
 
 
-def manifest_path(data: DictConfig) -> Path:
-    """The configured manifest, or the demo cohort's (generated the first time it is needed)."""
+def manifest_path(data: DictConfig, make_demo: bool = False) -> Path:
+    """The configured manifest, or the demo cohort's. A missing demo cohort is made by prepare (`make_demo`) or by
+    any stage of a config that says it is the demo (`data.demo.make_in_any_stage`, experiment=demo); any other stage
+    stops: a user who forgot `data.manifest` must not get a synthetic cohort."""
     if data.manifest:
         return Path(data.manifest)
-    from radfuse.data.demo import make_cohort
+    from radfuse.data.demo import MANIFEST_FILE, make_cohort
 
-    manifest = Path(data.demo.dir) / "manifest.csv"
+    manifest = Path(data.demo.dir) / MANIFEST_FILE
     if not manifest.exists():
+        if not (make_demo or data.demo.get("make_in_any_stage", False)):
+            raise FileNotFoundError(
+                f"no manifest: data.manifest is not set and the demo cohort's manifest {manifest} does not exist. "
+                "Fix: set data.manifest=<your manifest.csv> (python -m radfuse.data.build writes one), or make the "
+                "demo cohort first with python -m radfuse.stages.prepare (same paths.out and experiment)")
         print(f"[radfuse] generating the demo cohort ({data.demo.n_patients} patients) in {data.demo.dir}", flush=True)
         make_cohort(Path(data.demo.dir), n_patients=int(data.demo.n_patients), seed=int(data.demo.seed),
                     task=str(data.demo.get("task", "astlof")))
     return manifest
 
 
-def read_cohort_frame(cfg: DictConfig) -> tuple[pd.DataFrame, Path]:
+def read_cohort_frame(cfg: DictConfig, make_demo: bool = False) -> tuple[pd.DataFrame, Path]:
     """The manifest as every stage sees it (connected components expanded when asked for), and its path."""
     data = cfg.data
-    path = manifest_path(data)
+    path = manifest_path(data, make_demo)
     frame = read_manifest(path)
     if data.get("split_components"):
         from radfuse.data.components import expand_components
@@ -53,10 +60,11 @@ def read_cohort_frame(cfg: DictConfig) -> tuple[pd.DataFrame, Path]:
     return frame, path
 
 
-def load_cohort(cfg: DictConfig) -> Cohort:
-    """Read and validate the manifest (refusing to go on with any problem), then read or make the split."""
+def load_cohort(cfg: DictConfig, make_demo: bool = False) -> Cohort:
+    """Read and validate the manifest (refusing to go on with any problem), then read or make the split.
+    `make_demo`: make the demo cohort if it is missing (prepare's job; `manifest_path`)."""
     data = cfg.data
-    frame, path = read_cohort_frame(cfg)
+    frame, path = read_cohort_frame(cfg, make_demo)
     classes = [str(c) for c in data.classes]
     clinical = dict(OmegaConf.to_container(data.clinical)) if data.get("clinical") else {}
     ensure_valid(frame, classes=classes, clinical=clinical, n_folds=int(data.split.n_folds),

@@ -74,7 +74,7 @@ def _run(cfg: DictConfig, folder: Path) -> dict[str, Any]:
             train_out = cfg.extract.deep.crossfit.get("train_out")
             if train_out:
                 inputs["crossfit_splits"] = artifacts.splits_path(train_out)
-    artifacts.write_json(folder / "radiomics_params.json", params)
+    artifacts.write_json(folder / artifacts.RADIOMICS_PARAMS_FILE, params)
     save_run_config(cfg, folder, inputs)
     if cfg.extract.fail_on_error and len(result.failures):
         raise ExtractionFailed(f"{len(result.failures)} ROI(s) failed; reasons in {folder / artifacts.FAILURES_TABLE}; "

@@ -13,8 +13,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from radfuse import artifacts
-from radfuse.artifacts import (CROSSFIT_TABLE, DEEP_SOURCES_FILE, METRICS_FILE, MODEL_FILE, PREDICTIONS_TABLE,
-                               atomic_path, fuse_dir, write_csv, write_json, write_parquet)
+from radfuse.artifacts import (BEST_CHECKPOINT, CROSSFIT_TABLE, CV_RESULTS_FILE, DEEP_SOURCES_FILE, METRICS_FILE, MODEL_FILE,
+                               PREDICTIONS_TABLE, atomic_path, fuse_dir, write_csv, write_json, write_parquet)
 from radfuse.data.manifest import COHORT
 from radfuse.fuse.combat import ComBat
 from radfuse.fuse.design import META_PREFIX, Design, block_table, design_frame
@@ -24,8 +24,6 @@ from radfuse.run_lock import run_lock
 from radfuse.stages.common import Cohort, load_cohort, save_run_config
 from radfuse.stages.fuse_gradcam import gradcam_panels
 from radfuse.stages.preflight import ensure_ready, fuse_problems
-
-CV_RESULTS_FILE = "cv_results.csv"
 
 
 def run(cfg: DictConfig) -> FusionResult:
@@ -105,7 +103,7 @@ def fuse_inputs(cfg: DictConfig, cohort: Cohort) -> dict[str, Any]:
         if artifacts.is_run_folder(upstream.parent, "extract") and upstream.is_file():
             inputs[f"{block}_extract_provenance"] = upstream
     if cfg.report.enabled and cfg.report.get("train_run"):
-        inputs["gradcam_checkpoint"] = Path(cfg.paths.out) / "train" / str(cfg.report.train_run) / "best.ckpt"
+        inputs["gradcam_checkpoint"] = Path(cfg.paths.out) / "train" / str(cfg.report.train_run) / BEST_CHECKPOINT
     return inputs
 
 
@@ -204,7 +202,7 @@ def deep_block_remarks(cfg: DictConfig, blocks: dict[str, Any]) -> DeepRemarks:
     remarks = DeepRemarks([], [])
     for name in blocks:
         table = Path(cfg.tables[name]) if name != "clinical" and cfg.tables.get(name) else None
-        config = table.parent / "config.yaml" if table else None
+        config = table.parent / artifacts.CONFIG_FILE if table else None
         if config is None or not config.is_file() or not table.name.startswith("deep_"):
             continue
         deep = OmegaConf.select(OmegaConf.load(config), "extract.deep")

@@ -19,12 +19,12 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from radfuse import artifacts
-from radfuse.artifacts import CROSSFIT_TABLE, DEEP_SOURCES_FILE
+from radfuse.artifacts import BEST_CHECKPOINT, CROSSFIT_TABLE, DEEP_SOURCES_FILE
 from radfuse.data.manifest import CASE_ID, COHORT, COHORTS, LABEL, PATIENT_ID
 from radfuse.data.validate import label_str
 from radfuse.stages.common import Cohort
 
-SINGLE_CHECKPOINT = "best.ckpt"
+SINGLE_CHECKPOINT = BEST_CHECKPOINT
 
 
 @dataclass

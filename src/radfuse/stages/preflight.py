@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from radfuse.artifacts import splits_path
+from radfuse.artifacts import BEST_CHECKPOINT, splits_path
 from radfuse.data.manifest import (COHORT, LABEL, MASK2, MASK_REPEAT, PATIENT_ID, SITE, ManifestError,
                                    coerce_clinical)
 from radfuse.data.preflight import (internal_cohort_problems, inner_fold_problems, second_reader_problems,
@@ -44,7 +44,7 @@ def checkpoint_needs(cfg: DictConfig) -> list[tuple[str, str]]:
     for key, callback in (cfg.get("callbacks") or {}).items():
         monitor = callback.get("monitor") if isinstance(callback, DictConfig) else None
         if monitor and str(monitor).startswith("val/"):
-            does = "best.ckpt" if "Checkpoint" in str(callback.get("_target_", "")) else "when to stop"
+            does = BEST_CHECKPOINT if "Checkpoint" in str(callback.get("_target_", "")) else "when to stop"
             needs.append((f"callbacks.{key}", f"callbacks.{key} monitors {monitor}: {does}"))
     return needs
 

@@ -4,7 +4,6 @@ is recorded in `<out>/prepare/{config.yaml, provenance.json}`."""
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
@@ -14,13 +13,12 @@ from radfuse.data.datamodule import RadfuseDataModule, crop_cache_dir
 from radfuse.data.manifest import COHORT, LABEL, SITE
 from radfuse.data.validate import label_str
 from radfuse.stages.common import crop_config, exit_on_input_error, load_cohort, save_run_config
-
-CONF_DIR = str(Path(__file__).resolve().parents[3] / "conf")
+from radfuse.stages.study import CONF_DIR, expand_argv
 
 
 def run(cfg: DictConfig) -> RadfuseDataModule:
     start = time.perf_counter()
-    cohort = load_cohort(cfg)
+    cohort = load_cohort(cfg, make_demo=True)  # the stage that makes the demo cohort
     crop = crop_config(cfg.data)
     frame = cohort.frame.assign(**{COHORT: cohort.splits.cohort_of(cohort.frame)})
     print(f"[radfuse] manifest {cohort.manifest_path}: {len(frame)} ROIs, {frame.patient_id.nunique()} patients, "
@@ -39,14 +37,12 @@ def run(cfg: DictConfig) -> RadfuseDataModule:
     return dm
 
 
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="prepare")
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="prepare")
 @exit_on_input_error
 def main(cfg: DictConfig) -> None:
     run(cfg)
 
 
 if __name__ == "__main__":
-    from radfuse.stages.study import expand_argv
-
-    expand_argv("prepare", Path(CONF_DIR))  # experiment=<study preset>: its prepare groups
+    expand_argv("prepare", CONF_DIR)  # experiment=<study preset>: its prepare groups
     main()

@@ -22,7 +22,21 @@ from typing import Sequence
 
 from omegaconf import OmegaConf
 
-CONF_DIR = Path(__file__).resolve().parents[3] / "conf"
+
+def find_conf_dir() -> Path:
+    """radfuse's own config folder: `radfuse/conf` in an installed wheel (pyproject.toml ships conf/ there), else
+    the checkout's `conf/` beside `src/` (an editable install, or PYTHONPATH=src)."""
+    package = Path(__file__).resolve().parents[1]
+    candidates = (package / "conf", package.parents[1] / "conf")
+    for folder in candidates:
+        if (folder / "prepare.yaml").is_file():
+            return folder
+    raise FileNotFoundError(f"radfuse's config folder is in neither {candidates[0]} (an installed wheel) nor "
+                            f"{candidates[1]} (a checkout): reinstall radfuse (pip install <wheel>, or pip install -e "
+                            "<repository>)")
+
+
+CONF_DIR = find_conf_dir()
 STAGES = ("prepare", "train", "extract", "fuse")
 
 

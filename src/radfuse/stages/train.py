@@ -20,8 +20,9 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from radfuse import artifacts
+from radfuse.artifacts import LAST_CHECKPOINT
 from radfuse.data.datamodule import RadfuseDataModule
-from radfuse.models.checkpoints import LAST_CHECKPOINT, AtomicCheckpointIO, checkpoint_epoch
+from radfuse.models.checkpoints import AtomicCheckpointIO, checkpoint_epoch
 from radfuse.models.module import MONITOR, RadfuseClassifier
 from radfuse.models.weight_formats import WeightsError
 from radfuse.models.weights import load_weights
