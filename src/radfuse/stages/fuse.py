@@ -13,8 +13,9 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from radfuse import artifacts
-from radfuse.artifacts import (BEST_CHECKPOINT, CROSSFIT_TABLE, CV_RESULTS_FILE, DEEP_SOURCES_FILE, METRICS_FILE, MODEL_FILE,
-                               PREDICTIONS_TABLE, atomic_path, fuse_dir, write_csv, write_json, write_parquet)
+from radfuse.artifacts import (BEST_CHECKPOINT, CROSSFIT_TABLE, CV_RESULTS_FILE, DEEP_SOURCES_FILE, METRICS_FILE,
+                               MODEL_FILE, PREDICTIONS_TABLE, atomic_path, fuse_dir, write_csv, write_json,
+                               write_parquet)
 from radfuse.data.manifest import COHORT
 from radfuse.fuse.combat import ComBat
 from radfuse.fuse.design import META_PREFIX, Design, block_table, design_frame
