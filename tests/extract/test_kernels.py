@@ -1,4 +1,4 @@
-"""radfuse's kernels (feature_classes, fast_glcm, bspline) against stock PyRadiomics with the kernels off, per
+"""radfuse's kernels (feature_classes, fast_glcm) against stock PyRadiomics with the kernels off, per
 feature class, on random ROIs with ties, tiny ROIs (one and two voxels thin, two grey levels), resampled and
 normalised images; and the per-extractor mapping that leaves PyRadiomics' own classes alone."""
 
@@ -36,7 +36,7 @@ def _roi(kind: str, seed: int = 0) -> tuple[sitk.Image, sitk.Image, dict]:
     rng = np.random.default_rng(seed)
     shape = (16, 24, 24)
     resampled = {"resampledPixelSpacing": [1, 1, 1], "interpolator": "sitkBSpline"}
-    if kind == "textured_resampled":  # float CT-like values, B-spline resampling (radfuse's bspline), 60+ levels
+    if kind == "textured_resampled":  # float CT-like values, B-spline resampling, 60+ levels
         values = rng.normal(300, 40, shape)
         return _image(values), _image(_sphere(shape, 6, rng)), {"binWidth": 5, **resampled}
     if kind == "normalised":  # liu2025's settings on an int16 scan

@@ -23,7 +23,7 @@ def _both(image, mask, label, settings):
     quiet_pyradiomics()
     params = {**ORIGINAL, "setting": settings}
     theirs = split_result(RadiomicsFeatureExtractor(params).execute(image, mask, label=label))
-    # kernels off: value for value (with them, resampled values differ by rounding: test_kernels, test_bspline)
+    # kernels off: value for value
     ours = split_result(RadfuseExtractor(params, fast=False).execute(image, mask, label=label))
     return theirs, ({k: v for k, v in ours[0].items()}, {k: v for k, v in ours[1].items() if "radfuse" not in k})
 

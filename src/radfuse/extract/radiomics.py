@@ -4,7 +4,7 @@
 cheaper provenance) with five additions: the mask put on the image's own array grid first, by the rule the
 validator applies (`radfuse.data.io.align_mask`: lossless reorientation of a mask stored with permuted / flipped
 axes or an origin within tolerance, nearest-neighbour resampling only with `resample_masks`), a value-preserving
-crop to the ROI (`roi_crop`), radfuse's kernels (`feature_classes`, `bspline`), features and diagnostics split
+crop to the ROI (`roi_crop`), radfuse's kernels (`feature_classes`), features and diagnostics split
 apart, and a loud
 error when a configured image type or feature class yields nothing for the ROI (PyRadiomics skips a filter for a
 too-small image with a log line only).
@@ -59,7 +59,7 @@ class ExtractOptions:
     """radfuse's knobs around PyRadiomics: value-preserving speed-ups and failure handling."""
 
     crop: bool = True          # crop to the ROI first where values stay identical (roi_crop)
-    fast_kernels: bool = True  # radfuse's GLCM, shared binning, B-spline resampling (feature_classes, bspline)
+    fast_kernels: bool = True  # radfuse's GLCM, shared binning, cheaper mask check (feature_classes, extractor)
     retry_failed: bool = False  # recompute ROIs whose failure is cached
     resample_masks: bool = False  # a mask on another grid: nearest-neighbour onto the image grid (data.resample_masks)
     backend: str = "numpy"     # numpy | torch: GLCM on a torch device (torch_glcm; extract.backend)
@@ -95,7 +95,7 @@ def extract_roi(image: str | Path | sitk.Image, mask: str | Path | sitk.Image, l
     """Features ({`original_glcm_Contrast`: value}) and diagnostics of one ROI; RoiError if incomplete.
 
     `label` None means the mask's only label (as the manifest allows without `mask_label`). `crop` and `fast`
-    (radfuse's kernels: `feature_classes`, `bspline`) are radfuse's speed-ups; both leave the values as they are
+    (radfuse's kernels: `feature_classes`) are radfuse's speed-ups; both leave the values as they are
     (to rounding); `backend="torch"` computes GLCM on a torch `device` (`torch_glcm`). The mask reaches
     PyRadiomics on the image's grid (`_on_image_grid`); `resample_masks` allows nearest-neighbour resampling there.
     """
