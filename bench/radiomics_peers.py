@@ -189,6 +189,7 @@ def compare(reference: pd.DataFrame, theirs: pd.DataFrame) -> dict[str, tuple[in
 
 
 def run_suite(args, params: Path, source: str, work: Path) -> str:  # noqa: ANN001 - bench driver
+    params = params.resolve()  # the peers run in the suite's folder
     suite = work / f"{params.stem}-{source}"
     suite.mkdir()
     cases = demo_cases(args.rois, suite) if source == "demo" else spine_cases(args.rois)
