@@ -371,8 +371,8 @@ exec {python} -c 'import json, sys; open(sys.argv[1], "a", encoding="utf-8").wri
 """
 
 
-def recorded_recipe(target: str, overrides: dict[str, str], folder: Path, env: dict[str, str] | None = None,
-                    python: str = "python3") -> list[list[str]]:
+def recorded_recipe(target: str, overrides: dict[str, str], folder: Path,
+                    env: dict[str, str] | None = None) -> list[list[str]]:
     """The argv of every `$(BIN)/python ...` the recipe of `target` runs, with a recording stand-in for python."""
     import sys
 
@@ -390,3 +390,34 @@ def recorded_recipe(target: str, overrides: dict[str, str], folder: Path, env: d
     if not record.is_file():
         return []
     return [json.loads(line) for line in record.read_text(encoding="utf-8").splitlines()]
+
+
+SIZED_PYTHON = """#!{python}
+# stands in for python in a recipe: runs it with the tiny sizes of the stage it runs appended (tests only)
+import json, os, sys
+args = sys.argv[1:]
+stage = {{"train.py": "train", "extract.py": "extract", "fuse.py": "fuse"}}.get(args[0] if args else "")
+if args[:2] == ["-m", "radfuse.stages.prepare"]:
+    stage = "prepare"
+extra = json.loads(os.environ["RADFUSE_TEST_SIZES"]).get(stage, []) if stage else []
+os.execv(sys.executable, [sys.executable, *args, *extra])
+"""
+
+
+def sized_python(bin_dir: Path) -> Path:
+    """A `python` for `$(BIN)` that appends `$RADFUSE_TEST_SIZES[stage]` (JSON: stage -> overrides) to each stage
+    command: the recipe as written, at test size."""
+    import sys
+
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    path = bin_dir / "python"
+    path.write_text(SIZED_PYTHON.format(python=sys.executable), encoding="utf-8")
+    path.chmod(0o755)
+    return path
+
+
+def stage_env(**extra: str) -> dict[str, str]:
+    """The environment the stage subprocesses of the slow tests run in: this checkout first on the path, one thread
+    per process, no W&B."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)]), "OMP_NUM_THREADS": "1",
+            "MKL_NUM_THREADS": "1", "WANDB_MODE": "disabled", **extra}
