@@ -421,3 +421,28 @@ def stage_env(**extra: str) -> dict[str, str]:
     per process, no W&B."""
     return {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)]), "OMP_NUM_THREADS": "1",
             "MKL_NUM_THREADS": "1", "WANDB_MODE": "disabled", **extra}
+
+
+TRAIN_KEYS = ("experiment", "backbone", "model.arch", "data.mode", "data.channels")
+
+
+def check_documented_layer(stage: str, args: list[str], configs: list) -> str | None:
+    """An extract command's `extract.deep.layer` must be a layer of the CNN the same command line's study trains
+    (`experiment=`, `backbone=`, `model.arch=`; or `extract.deep.weights.arch` for pretrained weights alone):
+    ResNet's `layer3` on Wang's ShuffleNet is refused, as extract would. Returns the layer checked, if any."""
+    from radfuse.extract.deep import PENULTIMATE, check_layer
+    from radfuse.models import create_backbone
+
+    if stage != "extract":
+        return None
+    cfg = configs[0]
+    layer = cfg.extract.deep.layer
+    if layer == PENULTIMATE or cfg.extract.deep.source is None:
+        return None
+    if cfg.extract.deep.source == "weights":
+        arch = cfg.extract.deep.weights.arch
+    else:
+        named = [a for a in args if a.partition("=")[0].lstrip("+") in TRAIN_KEYS]
+        arch = compose_jobs(HydraCall("train", False, [], named))[0].model.arch
+    check_layer(create_backbone(arch, 3 if cfg.data.mode == "3d" else 2, int(cfg.data.channels), 2), layer)
+    return layer

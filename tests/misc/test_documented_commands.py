@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.misc.doc_commands import (Makefile, argv_of, collect, compose_jobs, hydra_call, kind, parse_with_cli,
-                                     recorded_recipe)
+from tests.misc.doc_commands import (Makefile, argv_of, check_documented_layer, collect, compose_jobs, hydra_call,
+                                     kind, parse_with_cli, recorded_recipe)
 
 COMMANDS = collect()
 
@@ -86,6 +86,7 @@ def test_documented_command_parses_as_written(command, study_dirs):
     if what == "hydra":
         configs = compose_jobs(hydra_call(target, args, study_dirs))
         assert configs
+        check_documented_layer(target, args, configs)
         call = hydra_call(target, args, study_dirs)
         if call.multirun and any("," in o.partition("=")[2] and "[" not in o for o in call.overrides):
             assert len(configs) > 1, "a sweep that expands to one job"
@@ -112,10 +113,22 @@ def test_a_misspelt_key_a_missing_group_and_a_bad_option_fail_the_check(study_di
             compose_jobs(hydra_call("fuse", args, study_dirs))
     with pytest.raises(Exception, match="same file|one model.weights"):  # one weights file for two backbones
         compose_jobs(hydra_call("train", ["-m", "backbone=imagenet,radimagenet", "model.weights=/m.pth"]))
+    wang_layer3 = ["experiment=wang2025", "extract.deep.layer=layer3"]  # the KeyError, now refused by name
+    with pytest.raises(Exception, match="not a layer of this backbone"):
+        check_documented_layer("extract", wang_layer3, compose_jobs(hydra_call("extract", wang_layer3)))
     with pytest.raises(ValueError, match="exit 2"):
         parse_with_cli("radfuse.data.demo", ["out", "--task", "astlofx"])
     with pytest.raises(ValueError, match="no variable"):
         Makefile.read().check_command(["wang2025", "WANG_MARGIN=0"])
+
+
+def test_the_documented_layers_are_checked_against_their_studys_cnn(study_dirs):
+    checked = []
+    for command in CHECKED:
+        what, stage, args = kind(argv_of(command))
+        if what == "hydra" and stage == "extract":
+            checked.append(check_documented_layer(stage, args, compose_jobs(hydra_call(stage, args, study_dirs))))
+    assert {"stage3", "layer3", "layer3.1.conv2"} <= set(checked)
 
 
 def test_a_sweep_expands_to_its_jobs_with_the_presets_sweeper_params():
