@@ -292,10 +292,11 @@ class Makefile:
     variables: dict[str, str]     # name -> raw value (`?=`, `:=`, `=`)
     exported: list[str]
     recipes: dict[str, list[str]]  # target -> logical recipe lines (continuations kept, leading tab removed)
+    defaults: list[str] = field(default_factory=list)  # set with `?=`: the environment's value wins, as in make
 
     @classmethod
     def read(cls, path: Path = ROOT / "Makefile") -> "Makefile":
-        variables, exported, recipes, target = {}, [], {}, None
+        variables, exported, recipes, target, defaults = {}, [], {}, None, []
         lines = path.read_text(encoding="utf-8").splitlines()
         i = 0
         while i < len(lines):
@@ -308,6 +309,8 @@ class Makefile:
                 recipes[target].append(logical)
             elif m := re.match(r"^([A-Za-z_][A-Za-z0-9_]*)\s*(\?=|:=|=)\s*(.*)$", line):
                 variables[m.group(1)] = m.group(3)
+                if m.group(2) == "?=":
+                    defaults.append(m.group(1))
                 target = None
             elif m := re.match(r"^export\s+(\w+)", line):
                 exported.append(m.group(1))
@@ -317,7 +320,7 @@ class Makefile:
             elif line and not line.startswith("#"):
                 target = None
             i += 1
-        return cls(variables, exported, recipes)
+        return cls(variables, exported, recipes, defaults)
 
     def check_command(self, args: list[str]) -> list[str]:
         """The targets of `make ARGS`; raises for an unknown target or variable."""
@@ -338,11 +341,19 @@ class Makefile:
                 targets.append(arg)
         return targets
 
-    def expand(self, text: str, overrides: dict[str, str]) -> str:
-        """Make's `$(NAME)` expansion (command-line values win) and `$$` -> `$`."""
+    def expand(self, text: str, overrides: dict[str, str], env: dict[str, str] | None = None) -> str:
+        """Make's `$(NAME)` expansion and `$$` -> `$`: a command-line value wins, then the environment's for a
+        `?=` variable (or one the Makefile does not set), then the Makefile's."""
+        env = os.environ if env is None else env
+
         def value(name: str) -> str:
-            raw = overrides.get(name, self.variables.get(name, os.environ.get(name, "")))
-            return self.expand(raw, overrides).replace("\0", "$")
+            if name in overrides:
+                raw = overrides[name]
+            elif name in env and (name in self.defaults or name not in self.variables):
+                raw = env[name]
+            else:
+                raw = self.variables.get(name, "")
+            return self.expand(raw, overrides, env).replace("\0", "$")
 
         text = text.replace("$$", "\0")
         text = re.sub(r"\$\((\w+)\)", lambda m: value(m.group(1)), text)
@@ -352,10 +363,10 @@ class Makefile:
                    timeout: float = 3600) -> list[subprocess.CompletedProcess]:
         """Run `target`'s recipe as make would (each line in its own /bin/sh, stop at the first failure), its
         prerequisites not made: `make target VAR=value ...` without make."""
-        env = {**env, **{name: self.expand(f"$({name})", overrides) for name in self.exported}}
+        env = {**env, **{name: self.expand(f"$({name})", overrides, env) for name in self.exported}}
         results = []
         for line in self.recipes[target]:
-            script = self.expand(line, overrides).lstrip("@-")
+            script = self.expand(line, overrides, env).lstrip("@-")
             result = subprocess.run(["/bin/sh", "-c", script], cwd=cwd, env=env, capture_output=True, text=True,
                                     encoding="utf-8", errors="replace", timeout=timeout)
             results.append(result)
