@@ -56,7 +56,8 @@ def _argv(argv: list[str], sizes: list[str]) -> list[str]:
     args = argv[1:]
     if args[0] in SCRIPTS:
         stage = args[0].removesuffix(".py")
-        return [sys.executable, str(ROOT / args[0]), *args[1:], *SIZES[stage], *sizes]
+        own = [s for s in SIZES[stage] if not ("final=scale" in args and s.startswith("final.lasso."))]
+        return [sys.executable, str(ROOT / args[0]), *args[1:], *own, *sizes]
     return [sys.executable, *args, *sizes]
 
 
