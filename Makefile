@@ -10,6 +10,7 @@ STAMP := $(VENV)/.radfuse-installed
 # RADFUSE_WEIGHTS_DIR/<backbone>_<arch>.<ext> (conf/backbone/*.yaml); without them the CNNs train from scratch.
 LIU_OUT ?= liu2025_out
 LIU_EPOCHS ?= 8
+LIU_FOLDS ?= 5
 WANG_OUT ?= wang2025_out
 WANG_EPOCHS ?= 6
 WANG_MARGINS ?= 0 2 4 6 8 10
@@ -41,23 +42,26 @@ demo: env
 	$(BIN)/python fuse.py report.train_run=demo paths.out=$(DEMO_OUT)
 
 # Liu 2025: RadImageNet vs ImageNet ResNet-50 (both cross-fitted), each fused with radiomics, paired DeLong in the
-# report (the paper's Table 3). Without both weights files: one ResNet-50 from scratch, said so.
+# report (the paper's Table 3). Without both weights files: one ResNet-50 from scratch, said so. LIU_FOLDS: the CV
+# folds (one CNN each; the paper's 5).
 liu2025: env
-	$(BIN)/python -m radfuse.stages.prepare experiment=liu2025 paths.out=$(LIU_OUT)
+	$(BIN)/python -m radfuse.stages.prepare experiment=liu2025 data.split.n_folds=$(LIU_FOLDS) paths.out=$(LIU_OUT)
 	@if [ -f "$(RADFUSE_WEIGHTS_DIR)/radimagenet_resnet50.pt" ] && [ -f "$(RADFUSE_WEIGHTS_DIR)/imagenet_resnet50.pth" ]; \
 	then backbones="radimagenet imagenet"; else backbones=scratch; \
 	  echo "[radfuse] no $(RADFUSE_WEIGHTS_DIR)/radimagenet_resnet50.pt and imagenet_resnet50.pth: the ResNet-50 trains" \
 	       "from scratch (put both files there, or set RADFUSE_WEIGHTS_DIR, for the paper's comparison)"; fi; \
 	for b in $$backbones; do \
-	  $(BIN)/python train.py -m experiment=liu2025 backbone=$$b data.fold=0,1,2,3,4 "run=$${b}_cv\$${data.fold}" \
+	  $(BIN)/python train.py -m experiment=liu2025 backbone=$$b data.split.n_folds=$(LIU_FOLDS) \
+	    "data.fold=$$(seq -s, 0 $$(($(LIU_FOLDS) - 1)))" "run=$${b}_cv\$${data.fold}" \
 	    paths.out=$(LIU_OUT) trainer.max_epochs=$(LIU_EPOCHS) trainer.enable_progress_bar=false || exit 1; \
 	  $(BIN)/python extract.py experiment=liu2025 run=$$b extract.workers=2 extract.deep.source=null \
-	    extract.deep.crossfit.train_runs=$${b}_cv paths.out=$(LIU_OUT) || exit 1; \
+	    extract.deep.crossfit.train_runs=$${b}_cv data.split.n_folds=$(LIU_FOLDS) paths.out=$(LIU_OUT) || exit 1; \
 	done; \
 	if [ "$$backbones" = scratch ]; then $(BIN)/python fuse.py experiment=liu2025 extract_run=scratch run=liu2025 \
-	  report.train_run=null paths.out=$(LIU_OUT); \
+	  report.train_run=null data.split.n_folds=$(LIU_FOLDS) paths.out=$(LIU_OUT); \
 	else $(BIN)/python fuse.py experiment=liu2025 extract_run=radimagenet run=liu2025 report.train_run=null \
-	  paths.out=$(LIU_OUT) "+tables.deep_imagenet=$(LIU_OUT)/extract/imagenet/deep_crossfit.parquet" \
+	  data.split.n_folds=$(LIU_FOLDS) paths.out=$(LIU_OUT) \
+	  "+tables.deep_imagenet=$(LIU_OUT)/extract/imagenet/deep_crossfit.parquet" \
 	  +block@blocks.deep_imagenet=deep_scores "+feature_sets.deep_imagenet=[deep_imagenet]" \
 	  "+feature_sets.fused_imagenet=[rad,deep_imagenet]"; fi
 

@@ -17,6 +17,15 @@ def test_icc_filter_keeps_features_at_or_above_threshold_matching_with_or_withou
     assert list(keep_missing.get_feature_names_out()) == ["rad__a", "rad__b", "rad__d"]
 
 
+def test_icc_filter_matches_extracts_table_in_a_block_of_another_name():
+    """extract's icc.parquet names features rad__<feature>; a second radiomics block (+block@blocks.rad_b=rad) has
+    columns rad_b__<feature>: they match by the name after the prefix on both sides."""
+    X = pd.DataFrame(np.random.default_rng(0).normal(size=(10, 3)), columns=["rad_b__a", "rad_b__b", "rad_b__c"])
+    table = pd.DataFrame({"feature": ["rad__a", "rad__b", "rad__c"], "icc2_1": [0.95, 0.5, 0.85]})
+    kept = ICCFilter(table, icc_column="icc2_1").fit(X)
+    assert list(kept.get_feature_names_out()) == ["rad_b__a", "rad_b__c"]
+
+
 def test_icc_filter_names_the_missing_column_and_refuses_to_keep_nothing(tmp_path):
     X = pd.DataFrame({"rad__a": [1.0, 2.0, 3.0]})
     path = tmp_path / "icc.parquet"

@@ -1,4 +1,5 @@
-"""Every `final` option and every rad-block step left out in turn, from the real Hydra config, through run_fusion.
+"""Every `final` option and every rad-block step left out in turn, from the real Hydra config, through run_fusion;
+every `final`, `deep_features` and `block` option through the fuse stage itself (as `python fuse.py` runs it).
 
 The patient `groups` must reach the LASSO steps that consume them and be dropped when no step is left to consume
 them (e.g. `final=scale` on a feature set without the rad block's LASSO)."""
@@ -122,3 +123,119 @@ def test_groups_reach_other_consumers_than_the_lasso():
     result = run_fusion(design, setup)  # RFECV's GroupKFold raises when groups do not reach it
     assert result.metrics["feature_sets"]["deep"]["cv_macro_auc"] > 0.5
     assert _GroupsSeen.seen and all(n is not None and n > 3 for n in _GroupsSeen.seen)
+
+
+# ------------------------------------------------------------------------- through the fuse stage (python fuse.py)
+DEEP_FEATURES = sorted(p.stem for p in (ROOT / "conf" / "deep_features").glob("*.yaml"))
+BLOCK_OPTIONS = sorted(p.stem for p in (ROOT / "conf" / "block").glob("*.yaml"))
+DEEP_TABLE = {"embeddings": "deep_penultimate", "crossfit": "deep_crossfit"}
+
+
+def _stage_tables(manifest: Path, folder: Path) -> dict[str, Path]:
+    """Tables as extract writes them: radiomics, embeddings, cross-fitted scores (deep__logit_<class>), ICC."""
+    from tests.fuse.test_stage import _tables
+
+    paths = _tables(manifest, folder)
+    frame = pd.read_csv(manifest, dtype={"case_id": str})
+    y = frame.label.astype(int).to_numpy()
+    rng = np.random.default_rng(1)
+    logit = 1.5 * (y - 0.5) + rng.normal(size=len(y))
+    crossfit = pd.DataFrame({"case_id": frame.case_id, "deep__logit_0": -logit, "deep__logit_1": logit})
+    paths["deep_crossfit"] = folder / "deep_crossfit.parquet"
+    crossfit.to_parquet(paths["deep_crossfit"], index=False)
+    paths["deep_penultimate"] = paths.pop("deep")
+    return paths
+
+
+@pytest.fixture(scope="module")
+def stage_inputs(tmp_path_factory):
+    from tests.data.cohort_factory import make_tiny_cohort
+
+    folder = tmp_path_factory.mktemp("fuse_stage")
+    manifest = make_tiny_cohort(folder / "cohort", n_patients=30)
+    return manifest, _stage_tables(manifest, folder)
+
+
+def _stage_cfg(manifest: Path, out: Path, paths: dict[str, Path], final: str, deep_features: str, *extra: str):
+    overrides = [f"data.manifest={manifest}", f"paths.out={out}", "data.classes=[0,1]", "~data.clinical.t_score",
+                 "data.split.n_folds=3", f"final={final}", f"deep_features={deep_features}",
+                 f"tables.rad={paths['rad']}", f"tables.deep={paths[DEEP_TABLE[deep_features]]}",
+                 f"icc_table={paths['icc']}", "use_classifiers=[lr]", "classifiers.lr.grid.C=[1.0]",
+                 "report.enabled=false", "n_jobs=1", *[f"blocks.rad.lasso.{s}" for s in SMALL_LASSO]]
+    if deep_features == "embeddings":
+        overrides.append("blocks.deep.pca.n_components=3")
+    if OmegaConf.load(ROOT / "conf" / "final" / f"{final}.yaml").get("lasso") is not None:
+        overrides += [f"final.lasso.{s}" for s in SMALL_LASSO]
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return compose("fuse", overrides=[*overrides, *extra])
+
+
+def _final_steps(model: dict, feature_set: str) -> list[str]:
+    """The steps after the blocks of a fitted winner's pipeline (the `final` group's, then the classifier)."""
+    return [name for name, _ in model["pipelines"][feature_set].steps]
+
+
+@pytest.mark.slow  # 4 fuse runs (about 15 s of CPU each); test_stage.py keeps final=scale in the default suite
+@pytest.mark.parametrize("deep_features", DEEP_FEATURES)
+@pytest.mark.parametrize("final", FINAL_OPTIONS)
+def test_every_final_and_deep_features_option_runs_through_the_fuse_stage(tmp_path, stage_inputs, final,
+                                                                          deep_features):
+    """`python fuse.py final=<option> deep_features=<option>` with the default feature sets (clinical included):
+    the stage fits every set, and the fitted pipelines hold the chosen final steps and deep block."""
+    import joblib
+
+    from radfuse.stages import fuse
+
+    manifest, paths = stage_inputs
+    cfg = _stage_cfg(manifest, tmp_path, paths, final, deep_features)
+    result = fuse.run(cfg)
+    assert set(result.metrics["feature_sets"]) == {"rad", "deep", "fused", "fused+clinical"}
+    model = joblib.load(tmp_path / "fuse" / "default" / "model.joblib")
+    wanted = [name for name, step in cfg.final.items() if step is not None]
+    for fs in result.metrics["feature_sets"]:
+        steps = _final_steps(model, fs)
+        assert [s for s in steps if s in cfg.final] == wanted, (fs, steps)
+    blocks = model["pipelines"]["deep"].named_steps["blocks"].named_transformers_
+    fitted = [name for name, step in blocks["deep"].steps if step != "passthrough"]  # "cached": joblib's marker
+    assert fitted == [k for k, v in cfg.blocks.deep.items() if v is not None]
+
+
+@pytest.mark.slow  # 3 fuse runs
+@pytest.mark.parametrize("option", [o for o in BLOCK_OPTIONS if o != "clinical"])
+def test_every_block_option_as_a_second_block_runs_through_the_fuse_stage(tmp_path, stage_inputs, option):
+    """`+block@blocks.extra=<option> +tables.extra=<table>`: any block option fuses beside the defaults, under
+    final=scale (no LASSO after fusion: the issue's crash) and alone."""
+    from radfuse.stages import fuse
+
+    manifest, paths = stage_inputs
+    table = {"rad": paths["rad"], "deep": paths["deep_penultimate"], "deep_scores": paths["deep_crossfit"]}[option]
+    extra = [f"+block@blocks.extra={option}", f"+tables.extra={table}", "~feature_sets",
+             "+feature_sets={rad:[rad],extra:[extra],rad_extra:[rad,extra]}"]
+    if option == "deep":
+        extra.append("blocks.extra.pca.n_components=3")
+    if option == "rad":
+        extra += [f"blocks.extra.lasso.{s}" for s in SMALL_LASSO]
+    result = fuse.run(_stage_cfg(manifest, tmp_path, paths, "scale", "crossfit", *extra))
+    assert {"extra", "rad_extra"} <= set(result.metrics["feature_sets"])
+    assert 0.0 <= result.metrics["feature_sets"]["extra"]["cv_macro_auc"] <= 1.0
+
+
+def test_the_clinical_block_option_alone_and_without_its_step(tmp_path, stage_inputs):
+    """conf/block/clinical.yaml: a clinical-only feature set runs; with its one step left out the block has nothing
+    to fit, and fuse says so."""
+    from radfuse.stages import fuse
+
+    manifest, paths = stage_inputs
+    only = ["~feature_sets", "+feature_sets={clinical:[clinical]}"]
+    result = fuse.run(_stage_cfg(manifest, tmp_path / "a", paths, "scale", "crossfit", *only))
+    assert list(result.metrics["feature_sets"]) == ["clinical"]
+    with pytest.raises(ValueError, match="clinical"):
+        fuse.run(_stage_cfg(manifest, tmp_path / "b", paths, "scale", "crossfit", *only, "blocks.clinical.prep=null"))
+
+
+def test_the_stage_tests_cover_every_option_of_the_groups():
+    """A new option in conf/final, conf/deep_features or conf/block is picked up by the tests above; those the
+    tests name by hand are the ones there are."""
+    assert set(DEEP_TABLE) == set(DEEP_FEATURES)
+    assert set(BLOCK_OPTIONS) == {"rad", "deep", "deep_scores", "clinical"}
+    assert set(FINAL_OPTIONS) == {"lasso", "scale"}

@@ -104,7 +104,10 @@ def _icc_lookup(table: pd.DataFrame | str | Path | None, column: str) -> dict[st
     if missing:
         raise ValueError(f"ICC table lacks column(s) {sorted(missing)} (it has {list(table.columns)}): set the ICC "
                          "filter's icc_column to one of its ICC columns, e.g. blocks.rad.icc.icc_column=icc3_1")
-    return dict(zip(table["feature"].astype(str), table[column].astype(float)))
+    full = dict(zip(table["feature"].astype(str), table[column].astype(float)))
+    # a feature is also found by its name after the block prefix (extract writes rad__<feature>; a block of another
+    # name, e.g. a second radiomics table as rad_b, has rad_b__<feature>); a full name wins over a shortened one
+    return {**{name.split("__", 1)[-1]: value for name, value in full.items()}, **full}
 
 
 class CorrelationFilter(SelectorMixin, BaseEstimator):
