@@ -148,6 +148,11 @@ def argv_of(command: DocCommand) -> list[str]:
     return [PLACEHOLDERS.get(token, token) for token in shlex.split(text) if token != "..."]
 
 
+def _synopsis_only(arg: str) -> bool:
+    """A synopsis's optional tail (`[key=value ...]`), not an argument."""
+    return arg.startswith("[") or arg.endswith("]") or arg == "..."
+
+
 def kind(argv: list[str]) -> tuple[str, str, list[str]] | None:
     """(kind, target, args): ("hydra", stage, args), ("argparse", module, args), ("make", "", args), ("python-c",
     code, []); None for a command no check knows."""
@@ -163,6 +168,8 @@ def kind(argv: list[str]) -> tuple[str, str, list[str]] | None:
     if args[0] == "-m" and len(args) > 1:
         if args[1] in HYDRA_MODULES:
             return "hydra", HYDRA_MODULES[args[1]], args[2:]
+        if args[1] == "radfuse.data.validate" and "--config-dir" in args:  # the study's pre-flight: Hydra's way
+            return "study-preflight", args[1], [a for a in args[2:] if not _synopsis_only(a)]
         if args[1] in ARGPARSE_MODULES:
             return "argparse", args[1], args[2:]
     if args[0] == "-c" and len(args) == 2:

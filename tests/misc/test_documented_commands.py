@@ -57,7 +57,7 @@ def study_dirs(tmp_path_factory) -> dict[str, Path]:
 
 def test_the_docs_have_commands_of_every_kind():
     kinds = {kind(argv_of(c))[0] for c in CHECKED}
-    assert kinds == {"hydra", "argparse", "make", "python-c"}, kinds
+    assert kinds == {"hydra", "study-preflight", "argparse", "make", "python-c"}, kinds
     pages = {c.page for c in CHECKED}
     assert {"README.md", "docs/train.md", "docs/extract.md", "docs/fuse.md", "docs/papers.md"} <= pages
     texts = {c.text for c in COMMANDS}
@@ -90,10 +90,16 @@ def test_documented_command_parses_as_written(command, study_dirs):
         call = hydra_call(target, args, study_dirs)
         if call.multirun and any("," in o.partition("=")[2] and "[" not in o for o in call.overrides):
             assert len(configs) > 1, "a sweep that expands to one job"
+    elif what == "study-preflight":  # `python -m radfuse.data.validate --config-dir STUDY experiment=study ...`
+        from radfuse.stages.preflight import compose_study
+
+        call = hydra_call("validate", args, {**study_dirs, "STUDY_DIR": study_dirs["my_study"]})
+        assert compose_study(call.overrides, call.config_dirs)
     elif what == "argparse":
-        if not args:  # the prose names the CLI (`python -m radfuse.predict`): it exists and takes arguments
+        if not args or (target == "radfuse.score:cli" and len(args) == 1):
+            # the prose names the CLI (`python -m radfuse.predict`, `radfuse score`): it exists and takes arguments
             with pytest.raises(ValueError, match="exit 2"):
-                parse_with_cli(target, [])
+                parse_with_cli(target, args[:1])
         else:
             parse_with_cli(target, args)
     elif what == "make":
@@ -118,6 +124,10 @@ def test_a_misspelt_key_a_missing_group_and_a_bad_option_fail_the_check(study_di
         check_documented_layer("extract", wang_layer3, compose_jobs(hydra_call("extract", wang_layer3)))
     with pytest.raises(ValueError, match="exit 2"):
         parse_with_cli("radfuse.data.demo", ["out", "--task", "astlofx"])
+    from radfuse.stages.preflight import compose_study
+
+    with pytest.raises(Exception):  # the study pre-flight's overrides are checked like a stage's
+        compose_study(["experiment=study", "blocks.rad.lasoo=null"], [study_dirs["my_study"]])
     with pytest.raises(ValueError, match="no variable"):
         Makefile.read().check_command(["wang2025", "WANG_MARGIN=0"])
 
