@@ -85,3 +85,21 @@ def test_every_image_type_of_wang2025_keeps_a_handful_of_levels(demo_rois):
     summary = summarise_grey_levels(diagnostics)
     assert len(summary.table) == 20  # original, 3 LoG, 8 wavelet, 3 LBP3D, 5 simple filters
     assert summary.table["median"].min() >= 5
+
+
+@pytest.mark.slow
+def test_the_wang2025_preset_leaves_real_vertebral_bodies_texture_in_every_image_type(spine_ct):
+    """The paper's bin width 5 on bone CT's wavelet-HHH band left 2-4 grey levels (L1, L3, L5 bodies), so a study on
+    real spine CT was refused at extract: the preset bins wavelet images by count, as it does LBP3D."""
+    from pathlib import Path
+
+    from radfuse.extract.params import load_params
+    from radfuse.extract.radiomics import extract_roi
+
+    params = load_params(Path(__file__).resolve().parents[2] / "conf" / "radiomics" / "wang2025.yaml")
+    for label in (20, 22, 24):
+        _, diagnostics = extract_roi(spine_ct / "ct.nii.gz", spine_ct / "vertebral_bodies.nii.gz", label, params)
+        levels = {k.split("grey_levels_")[1]: int(v) for k, v in diagnostics.items() if "grey_levels_" in k}
+        assert len(levels) == 20
+        poor = {image: n for image, n in levels.items() if n < 5}
+        assert not poor, (label, poor)
