@@ -132,4 +132,4 @@ def test_stages_make_the_configured_task(tmp_path: Path) -> None:
     assert conf.demo.task == "astlof"  # the default demo stays the 3-class one
     data = OmegaConf.create({"manifest": None,
                              "demo": {"dir": str(tmp_path), "n_patients": 3, "seed": 1, "task": TASK}})
-    assert set(pd.read_csv(manifest_path(data))["label"]) <= set(CLASSES)
+    assert set(pd.read_csv(manifest_path(data, make_demo=True))["label"]) <= set(CLASSES)

@@ -5,7 +5,8 @@ import pandas as pd
 import pytest
 from sklearn.metrics import confusion_matrix, f1_score, roc_auc_score
 
-from radfuse.evaluate import metrics, synthetic
+from radfuse.evaluate import metrics
+from tests.evaluate import synthetic
 
 CLASSES = ["a", "b", "c"]
 

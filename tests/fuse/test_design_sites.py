@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from radfuse.fuse.design import SITE_COLUMN, block_table, design_frame
-from radfuse.fuse.synthetic import make_feature_cohort
+from tests.fuse.synthetic import make_feature_cohort
 
 
 def test_a_manifest_without_a_site_column_is_one_site():
