@@ -16,6 +16,8 @@ from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
+from radfuse.evaluate.canvas import new_figure
+
 HEAT_CMAP = "jet"
 HEAT_ALPHA = 0.4
 COLORBAR_LABEL = "Grad-CAM (0 = no evidence, 1 = peak)"
@@ -49,7 +51,7 @@ def cam_figure(image: np.ndarray, heat: np.ndarray, title: str = "") -> Figure:
     panels = mid_slices(grey) if grey.ndim == 3 else [grey]
     heats = mid_slices(heat) if heat.ndim == 3 else [heat]
     width = 2.6 * len(panels) + 1.0
-    fig = Figure(figsize=(width, 3.2), layout="constrained")
+    fig = new_figure(figsize=(width, 3.2), layout="constrained")
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     for ax, panel, hot in zip(axes, panels, heats):
         ax.imshow(panel, cmap="gray")
